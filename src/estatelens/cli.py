@@ -1,0 +1,214 @@
+"""The `estatelens` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EPILOG = """examples:
+  estatelens train ../shared/data/rooms-web --mode features --out runs/rooms-features
+  estatelens evaluate ../shared/data/rooms-web/test --model runs/rooms-features/model.estatelens --json m.json
+  estatelens predict photo.jpg --model imagenet-lite0
+  estatelens models
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except (FileNotFoundError, ValueError) as e:
+        print(f"estatelens: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nestatelens: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="estatelens", description=(
+        "Tell what real-estate listing photos show. Train, evaluate and run image classifiers on "
+        "labelled photo folders."), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"estatelens {__version__}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a classifier on labelled photos (transfer learning)",
+                       description=(
+        "Train a classifier on DATA: a folder of class subfolders (optionally under train/val/test) "
+        "or a CSV path,label[,split][,group]. Photos are checked first; unusable ones are listed in the "
+        "report and left out. Writes OUT/model.estatelens (the bundle), OUT/report/report.html and "
+        "OUT/metrics.json (test split). Rerunning the same command resumes an interrupted run."))
+    t.add_argument("data", help="folder of class subfolders, or a CSV of path,label[,split][,group]")
+    t.add_argument("--model", default="efficientnet_lite0", help="registered model name (see `estatelens models`)")
+    t.add_argument("--mode", choices=["features", "finetune", "scratch"], default="finetune", help=(
+        "features: frozen backbone, only the classifier learns on cached embeddings; finetune: the "
+        "network learns (by default from block -6 on, on cached outputs of the frozen early blocks); "
+        "scratch: random initialisation"))
+    t.add_argument("--out", default=None, help="output folder (default runs/<data>-<model>-<mode>)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (default per mode: 30 / 12 / 40)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, help="head learning rate (backbone gets lr x --backbone-lr-scale)")
+    t.add_argument("--backbone-lr-scale", type=float, default=0.1)
+    t.add_argument("--weight-decay", type=float, default=0.05)
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--warmup-epochs", type=float, default=1.0)
+    t.add_argument("--schedule", choices=["cosine", "exponential"], default="cosine")
+    t.add_argument("--patience", type=int, help="early stopping after this many epochs without a better val accuracy")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--image-size", type=int, help="input size (default: the model's own)")
+    t.add_argument("--train-from-block", type=int, help=(
+        "finetune: first trainable backbone block (negative counts from the end; 0 trains everything, "
+        "streaming photos each epoch)"))
+    t.add_argument("--views", type=int, help="augmented views cached per photo for frozen-prefix training")
+    t.add_argument("--weights", help="local ImageNet weights file for the pretrained modes")
+    t.add_argument("--workers", type=int, default=2, help="photo decoding processes")
+    t.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads (default: all cores)")
+    t.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 instead of bfloat16 autocast")
+    t.add_argument("--max-minutes", type=float, help="time budget for the training loop")
+    t.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
+    t.add_argument("--max-per-class", type=int, help="use at most N photos per class and split (a quick slice)")
+    t.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split where DATA gives none")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model bundle on labelled photos", description=(
+        "Score MODEL on DATA (either layout of `train`). Writes --json (n, accuracy, top2_accuracy, "
+        "per_class, confusion, skipped, ...) and an HTML report."))
+    e.add_argument("data")
+    e.add_argument("--model", required=True, help="bundle folder or bundled model name")
+    e.add_argument("--split", choices=["train", "val", "test"], help="only this split of DATA (default: all photos)")
+    e.add_argument("--json", dest="json_path", help="write the metrics here")
+    e.add_argument("--report", help="report folder (default: next to --json, or ./evaluation)")
+    e.add_argument("--workers", type=int, default=2)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="print the top classes a model sees in photos", description=(
+        "Print the top-K classes for each photo. With --model imagenet-lite0 this is what a ready-"
+        "trained ImageNet CNN says about a photo, before any retraining."))
+    pr.add_argument("photos", nargs="+")
+    pr.add_argument("--model", default="imagenet-lite0")
+    pr.add_argument("--top", type=int, default=5)
+    pr.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", help="list the registered model names")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def cmd_train(args) -> int:
+    from .data.dataset import load_collection
+    from .evaluation.evaluate import evaluate_bundle
+    from .training.config import TrainConfig
+    from .training.engine import fit
+
+    keys = ["model", "mode", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
+            "label_smoothing", "warmup_epochs", "schedule", "patience", "seed", "image_size",
+            "train_from_block", "views", "weights", "workers", "threads", "bf16", "max_minutes", "cache_dir"]
+    config = TrainConfig.from_dict({k: getattr(args, k) for k in keys})
+    out = Path(args.out or f"runs/{Path(args.data).stem}-{config.model}-{config.mode}")
+    collection = load_collection(args.data, seed=args.split_seed, workers=args.workers + 2)
+    if args.max_per_class:
+        collection = slice_per_class(collection, args.max_per_class)
+    summary = collection.summary()
+    print(f"{summary['n_photos']} photos in {len(collection.classes)} classes {summary['per_split']}; "
+          f"{summary['n_skipped']} skipped, {summary['n_leaked_duplicates']} duplicated across splits")
+    for s in collection.skipped[:10]:
+        print(f"  skipped {s['path']}: {s['reason']}")
+    result = fit(collection, out, config)
+    test_split = "test" if collection.split("test") else "val"
+    metrics = evaluate_bundle(
+        result.bundle, collection.split(test_split), skipped=collection.skipped, report_dir=out / "report",
+        title=f"{config.model} ({config.mode}) on {args.data}: {test_split} split", history=result.history,
+        json_path=out / "metrics.json", workers=args.workers,
+        summary={"model": config.model, "mode": config.mode, "evaluated on": f"{test_split} split",
+                 "best epoch": result.best_epoch, "best val accuracy": result.best_val_accuracy,
+                 "training seconds": round(result.train_seconds, 1), "stopped by": result.stopped_by,
+                 "photos per split": summary["per_split"], "leaked duplicates": summary["leakage"],
+                 "config": config.to_dict()})
+    result.bundle.update_info(metrics={"split": test_split, **{k: metrics[k] for k in (
+        "n", "accuracy", "top2_accuracy", "macro_f1", "ece")}})
+    print(f"{test_split} accuracy {metrics['accuracy']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  "
+          f"macro F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  "
+          f"(training {result.train_seconds / 60:.1f} min, best epoch {result.best_epoch})")
+    print(f"model:  {result.bundle.path}")
+    print(f"report: {metrics['report']}")
+    return 0
+
+
+def slice_per_class(collection, n: int):
+    """A deterministic slice: the first n photos of each class in each split."""
+    from collections import Counter
+
+    seen: Counter = Counter()
+    kept = []
+    for s in collection.samples:
+        if seen[(s.split, s.label)] < n:
+            seen[(s.split, s.label)] += 1
+            kept.append(s)
+    collection.samples = kept
+    return collection
+
+
+def cmd_evaluate(args) -> int:
+    from .bundle import load_bundle
+    from .data.dataset import load_collection
+    from .evaluation.evaluate import evaluate_bundle
+
+    bundle = load_bundle(args.model)
+    collection = load_collection(args.data, assign=False, workers=args.workers + 2)
+    samples = collection.samples if not args.split else collection.split(args.split)
+    if not samples:
+        raise ValueError(f"{args.data}: no photos{' in split ' + args.split if args.split else ''}")
+    report = args.report or (str(Path(args.json_path).with_suffix("")) + "-report" if args.json_path else "evaluation")
+    metrics = evaluate_bundle(bundle, samples, skipped=collection.skipped, report_dir=report,
+                              title=f"{bundle.path.name} on {args.data}", json_path=args.json_path,
+                              workers=args.workers, summary={"model": str(bundle.path), "data": args.data,
+                                                             "model info": bundle.info.get("metrics")})
+    print(f"n {metrics['n']}  accuracy {metrics['accuracy']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  "
+          f"macro F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  skipped {len(metrics['skipped'])}")
+    for name, pc in metrics["per_class"].items():
+        print(f"  {name:16s} precision {pc['precision']:.3f} recall {pc['recall']:.3f} f1 {pc['f1']:.3f} n {pc['support']}")
+    if args.json_path:
+        print(f"metrics: {args.json_path}")
+    print(f"report: {metrics['report']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .bundle import load_bundle
+    from .data.images import PhotoError
+
+    bundle = load_bundle(args.model)
+    status = 0
+    for path in args.photos:
+        try:
+            probs = bundle.predict_files([path])[0]
+        except PhotoError as e:
+            print(f"{path}: skipped: {e.reason}")
+            status = 1
+            continue
+        top = np.argsort(-probs)[: args.top]
+        print(f"{path}: " + ", ".join(f"{bundle.classes[i]} {probs[i]:.3f}" for i in top))
+    return status
+
+
+def cmd_models(args) -> int:
+    from .models import get_spec, list_models
+
+    for name in list_models():
+        spec = get_spec(name)
+        print(f"{name:20s} {spec.preprocessing.size:4d} px  {spec.description}")
+    print(f"{'imagenet-lite0':20s}  224 px  bundle: the ImageNet-1k classifier itself (estatelens predict)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

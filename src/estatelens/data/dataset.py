@@ -1,0 +1,232 @@
+"""Labelled photo collections: read, validate, split, check for leakage.
+
+Two layouts are read:
+- a folder of class subfolders, optionally under split folders (train/val/test);
+- a CSV with columns `path,label[,split][,group]`, paths relative to the CSV's folder.
+
+Every file is decoded once before training; unusable files are listed with the reason and left
+out. Where no split is given, photos are split deterministically (seeded, stratified by class,
+80/10/10); with a group column, a group (a house, a listing) never straddles two splits.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import random
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .images import MIN_SIDE, check_photo, is_image_name
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                  "validation": "val", "test": "test", "testing": "test"}
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: str
+    split: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class PhotoCollection:
+    """Usable samples with their split, plus everything that was left out and why."""
+
+    source: str
+    classes: list[str]
+    samples: list[Sample]
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    leakage: list[dict] = field(default_factory=list)  # {"sha1", "paths", "splits"}
+
+    def split(self, name: str) -> list[Sample]:
+        return [s for s in self.samples if s.split == name]
+
+    def summary(self) -> dict:
+        counts = {sp: dict(Counter(s.label for s in self.split(sp))) for sp in SPLITS}
+        return {
+            "source": self.source,
+            "classes": self.classes,
+            "n_photos": len(self.samples),
+            "per_split": {sp: sum(c.values()) for sp, c in counts.items()},
+            "per_split_class": counts,
+            "n_skipped": len(self.skipped),
+            "skipped": self.skipped,
+            "n_leaked_duplicates": len(self.leakage),
+            "leakage": self.leakage,
+        }
+
+
+def load_collection(source: str | os.PathLike, *, validate: bool = True, min_side: int = MIN_SIDE,
+                    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS, seed: int = 0,
+                    workers: int = 4, progress: bool = True, assign: bool = True) -> PhotoCollection:
+    """Read a folder or CSV dataset, validate every photo, split it and look for leakage.
+
+    assign=False keeps the splits as read (None where the layout gives none), for evaluation."""
+    source = Path(source)
+    if source.is_dir():
+        samples, skipped = read_folder(source)
+    elif source.is_file() and source.suffix.lower() == ".csv":
+        samples, skipped = read_csv(source)
+    else:
+        raise FileNotFoundError(f"{source}: not a folder of class subfolders or a .csv file")
+    if not samples:
+        raise ValueError(f"{source}: no labelled photos found (expected class subfolders, optionally "
+                         f"under train/val/test, or a CSV with path,label columns)")
+    hashes: dict[str, str] = {}
+    if validate:
+        samples, bad, hashes = _validate(samples, min_side, workers, progress)
+        skipped += bad
+    classes = sorted({s.label for s in samples})
+    if assign:
+        samples = assign_splits(samples, fractions, seed)
+    return PhotoCollection(str(source), classes, samples, skipped, find_leakage(samples, hashes))
+
+
+def read_folder(root: Path) -> tuple[list[Sample], list[dict]]:
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    split_dirs = [d for d in subdirs if d.name.lower() in _SPLIT_ALIASES]
+    samples: list[Sample] = []
+    skipped: list[dict] = []
+    if split_dirs:
+        for d in split_dirs:
+            _read_class_dirs(d, _SPLIT_ALIASES[d.name.lower()], samples, skipped)
+    else:
+        _read_class_dirs(root, None, samples, skipped)
+    return samples, skipped
+
+
+def _read_class_dirs(root: Path, split: str | None, samples: list[Sample], skipped: list[dict]) -> None:
+    for class_dir in sorted(root.iterdir()):
+        if not class_dir.is_dir() or class_dir.name.startswith("."):
+            continue
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_dir() or path.name.startswith("."):
+                continue
+            if is_image_name(path):
+                samples.append(Sample(str(path), class_dir.name, split))
+            else:
+                skipped.append({"path": str(path), "reason": f"not an image file (extension '{path.suffix}')"})
+
+
+def read_csv(csv_path: Path) -> tuple[list[Sample], list[dict]]:
+    base = csv_path.parent
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+        if "path" not in cols or "label" not in cols:
+            raise ValueError(f"{csv_path}: needs columns path,label[,split][,group]; found {reader.fieldnames}")
+        samples, skipped = [], []
+        for i, row in enumerate(reader, start=2):
+            path, label = (row[cols["path"]] or "").strip(), (row[cols["label"]] or "").strip()
+            if not path or not label:
+                skipped.append({"path": path or f"{csv_path}:{i}", "reason": f"row {i}: empty path or label"})
+                continue
+            split = (row.get(cols.get("split", ""), "") or "").strip().lower() or None
+            if split is not None and split not in _SPLIT_ALIASES:
+                raise ValueError(f"{csv_path} row {i}: split {split!r} is not one of train/val/test")
+            group = (row.get(cols.get("group", ""), "") or "").strip() or None
+            full = Path(path) if Path(path).is_absolute() else base / path
+            samples.append(Sample(str(full), label, _SPLIT_ALIASES.get(split) if split else None, group))
+    return samples, skipped
+
+
+def _inspect(sample: Sample, min_side: int) -> tuple[Sample, str, str]:
+    """(sample, failure reason or '', sha1 of the bytes): one read of the file serves both."""
+    try:
+        data = Path(sample.path).read_bytes()
+    except OSError as e:
+        return sample, f"unreadable file ({e.strerror or e})", ""
+    check = check_photo(io.BytesIO(data) if data else sample.path, min_side)
+    return sample, check.reason, hashlib.sha1(data).hexdigest()
+
+
+def _validate(samples: list[Sample], min_side: int, workers: int, progress: bool):
+    good, bad, hashes = [], [], {}
+    # Pillow releases the GIL while decoding, so threads give real parallelism here.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(lambda s: _inspect(s, min_side), samples)
+        for sample, reason, sha1 in tqdm(results, total=len(samples), desc="checking photos",
+                                         unit="photo", disable=not progress):
+            if reason:
+                bad.append({"path": sample.path, "reason": reason})
+            else:
+                good.append(sample)
+                hashes[sample.path] = sha1
+    return good, bad, hashes
+
+
+def assign_splits(samples: list[Sample], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> list[Sample]:
+    """Give every sample a split.
+
+    - all samples already split, with a val split: kept as they are;
+    - split but no val (e.g. only train/ and test/): val is carved out of train;
+    - none split: stratified by class (or by group, when groups are given) into train/val/test.
+    Mixed (some rows with a split, some without) is an error, since no choice would be safe.
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    given = [s.split is not None for s in samples]
+    if any(given) and not all(given):
+        raise ValueError("some photos have a split and some do not; give a split for all or for none")
+    if all(given):
+        if any(s.split == "val" for s in samples):
+            return samples
+        train = [s for s in samples if s.split == "train"]
+        rest = [s for s in samples if s.split != "train"]
+        val_share = fractions[1] / (fractions[0] + fractions[1])
+        carved = _split_stratified(train, (1 - val_share, val_share, 0.0), seed)
+        return carved + rest
+    return _split_stratified(samples, fractions, seed)
+
+
+def _split_stratified(samples: list[Sample], fractions, seed: int) -> list[Sample]:
+    # Units are groups when groups are given (so a group never straddles splits), else photos.
+    units: dict[str, list[Sample]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        units[s.group if s.group is not None else f"\0{i}"].append(s)
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for key, members in units.items():
+        label = Counter(m.label for m in members).most_common(1)[0][0]
+        by_class[label].append(key)
+    rng = random.Random(seed)
+    out: list[Sample] = []
+    for label in sorted(by_class):
+        keys = sorted(by_class[label])
+        rng.shuffle(keys)
+        n = len(keys)
+        n_val = int(round(n * fractions[1]))
+        n_test = int(round(n * fractions[2]))
+        if n - n_val - n_test < 1:  # every class keeps at least one training unit
+            n_val, n_test = max(0, min(n_val, n - 1)), max(0, min(n_test, n - 1 - min(n_val, n - 1)))
+        for j, key in enumerate(keys):
+            split = "val" if j < n_val else "test" if j < n_val + n_test else "train"
+            out.extend(replace(s, split=split) for s in units[key])
+    return out
+
+
+def find_leakage(samples: list[Sample], hashes: dict[str, str]) -> list[dict]:
+    """Byte-identical files that sit in more than one split."""
+    by_hash: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.path in hashes:
+            by_hash[hashes[s.path]].append(s)
+    leaks = []
+    for sha1, group in sorted(by_hash.items()):
+        splits = sorted({s.split for s in group})
+        if len(splits) > 1:
+            leaks.append({"sha1": sha1, "paths": [s.path for s in group], "splits": splits})
+    return leaks
+
+
+def samples_to_rows(samples: list[Sample]) -> list[dict]:
+    return [asdict(s) for s in samples]

@@ -1,0 +1,87 @@
+"""Train and eval presets (as in torchvision's references), defined once for every model.
+
+Listing photos arrive small, re-compressed and sometimes black and white, so the train preset adds
+greyscale and low-resolution augmentation to the usual crop, flip and colour jitter.
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+from dataclasses import dataclass
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SYMMETRIC_MEAN = (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5: inputs in [-1, 1]
+SYMMETRIC_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the network's input: resize the short side to size/crop_fraction,
+    centre-crop `size` x `size`, scale to [0, 1], normalise with mean/std."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_fraction: float = 0.875
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "mean": list(self.mean), "std": list(self.std),
+                "crop_fraction": self.crop_fraction}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]), float(d.get("crop_fraction", 0.875)))
+
+
+class RandomLowResolution:
+    """With probability p, shrink the photo to a short side in `sides` and scale it back up, as a
+    thumbnail-sized listing photo looks after the portal enlarges it."""
+
+    def __init__(self, p: float = 0.2, sides: tuple[int, int] = (48, 128)):
+        self.p, self.sides = p, sides
+
+    def __call__(self, im: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return im
+        w, h = im.size
+        side = random.randint(*self.sides)
+        scale = side / min(w, h)
+        if scale >= 1:
+            return im
+        small = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        return small.resize((w, h), Image.BILINEAR)
+
+
+def decode_side(pre: Preprocessing) -> int:
+    """Short side a photo must be decoded at: enough for the resize before the centre crop."""
+    return int(round(pre.size / pre.crop_fraction))
+
+
+def _to_normalised_tensor(pre: Preprocessing) -> list:
+    return [T.PILToTensor(), T.ToDtype(torch.float32, scale=True), T.Normalize(pre.mean, pre.std)]
+
+
+def train_preset(pre: Preprocessing, *, min_scale: float = 0.35, jitter: float = 0.3,
+                 greyscale_p: float = 0.1, lowres_p: float = 0.2) -> T.Compose:
+    return T.Compose([
+        T.RandomResizedCrop(pre.size, scale=(min_scale, 1.0), antialias=True),
+        T.RandomHorizontalFlip(),
+        RandomLowResolution(lowres_p),
+        T.ColorJitter(jitter, jitter, jitter, 0.03),
+        T.RandomGrayscale(greyscale_p),
+        *_to_normalised_tensor(pre),
+    ])
+
+
+def eval_preset(pre: Preprocessing) -> T.Compose:
+    return T.Compose([
+        T.Resize(decode_side(pre), antialias=True),
+        T.CenterCrop(pre.size),
+        *_to_normalised_tensor(pre),
+    ])

@@ -1,0 +1,60 @@
+"""Training configuration: plain values with defaults; an unknown key is an error."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+MODES = ("features", "finetune", "scratch")
+
+# Per-mode defaults, used where the user leaves a value unset (None).
+_MODE_DEFAULTS = {
+    "features": {"epochs": 30, "lr": 2e-3, "views": 4, "patience": 8},
+    "finetune": {"epochs": 12, "lr": 1e-3, "views": 6, "patience": 5},
+    "scratch": {"epochs": 40, "lr": 3e-3, "views": 0, "patience": 10},
+}
+
+
+@dataclass
+class TrainConfig:
+    model: str = "efficientnet_lite0"
+    mode: str = "finetune"
+    epochs: int | None = None
+    batch_size: int = 32
+    lr: float | None = None            # head learning rate; the backbone gets lr * backbone_lr_scale
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"           # cosine | exponential
+    patience: int | None = None        # early stopping: epochs without a better val accuracy
+    seed: int = 0
+    image_size: int | None = None      # None: the model's own input size
+    train_from_block: int | None = None  # finetune: first trainable block; None: -6 where supported
+    views: int | None = None           # augmented views cached per photo for frozen-prefix training
+    weights: str | None = None         # local ImageNet weights file for pretrained modes
+    workers: int = 2
+    threads: int | None = None
+    bf16: bool = True                  # bfloat16 autocast for the trainable part (CPU)
+    max_minutes: float | None = None   # time budget for the training loop
+    cache_dir: str | None = None       # where frozen-prefix outputs are cached
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.schedule not in ("cosine", "exponential"):
+            raise ValueError(f"schedule must be 'cosine' or 'exponential', got {self.schedule!r}")
+        for key, value in _MODE_DEFAULTS[self.mode].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("batch_size and epochs must be at least 1")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,308 @@
+"""Transfer learning on a `PhotoCollection`: features, finetune or scratch.
+
+Two ways to feed the trainable part, chosen from the mode and the model:
+- frozen prefix (features mode, and finetune of block-structured backbones): the frozen part's
+  outputs are cached once per photo and view (see `prefix_cache`), and each epoch trains only the
+  suffix on them; this is what makes fine-tuning thousands of photos feasible on 2 CPU cores;
+- streaming (scratch, full finetune): photos are decoded and augmented every epoch.
+
+`train_one_epoch` and `evaluate` are plain functions, as in torchvision's references; a
+checkpoint is one dict, written every epoch, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..bundle import ModelBundle, save_bundle
+from ..data.dataset import PhotoCollection
+from ..data.loader import LabelledPhotos, make_loader
+from ..data.transforms import decode_side, eval_preset, train_preset
+from ..models import Classifier, create_model
+from .config import TrainConfig
+from .optim import build_optimizer, build_scheduler
+from .prefix_cache import cache_key, cached_views, default_cache_dir, photos_fingerprint
+
+AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier, as in its paper
+
+
+@dataclass
+class FitResult:
+    bundle: ModelBundle
+    history: list[dict]
+    best_epoch: int
+    best_val_accuracy: float | None
+    train_seconds: float
+    stopped_by: str  # "epochs" | "early_stopping" | "time_budget"
+    model: Classifier = field(repr=False, default=None)
+
+
+# --- batches --------------------------------------------------------------------------------
+
+class _CachedBatches:
+    """Shuffled mini-batches over cached prefix outputs (float16 memmaps -> float32 tensors)."""
+
+    def __init__(self, arrays: list[np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool, seed: int):
+        self.arrays, self.labels = arrays, torch.as_tensor(labels)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self):
+        arr = self.arrays[self.epoch % len(self.arrays)]
+        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+                 if self.shuffle else torch.arange(self.n))
+        for i in range(0, self.n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            sel = np.sort(idx.numpy())  # sorted reads are kinder to the memmap
+            x = torch.from_numpy(np.asarray(arr[sel], dtype=np.float32))
+            yield x, self.labels[sel], torch.from_numpy(sel)
+
+
+# --- one epoch --------------------------------------------------------------------------------
+
+def _loss(out, y: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(out, tuple):  # (logits, aux logits)
+        logits, aux = out
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing) + AUX_LOSS_WEIGHT * F.cross_entropy(
+            aux, y, label_smoothing=smoothing)
+        return loss, logits
+    return F.cross_entropy(out, y, label_smoothing=smoothing), out
+
+
+def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *, smoothing: float,
+                    bf16: bool, desc: str, total: int, deadline: float | None = None) -> dict:
+    model.train()
+    seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
+    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+        for batch in batches:
+            if batch is None:
+                continue
+            x, y, _ = batch
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(x)
+                loss, logits = _loss(out, y, smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            n = len(y)
+            seen += n
+            loss_sum += loss.item() * n
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            img_s=f"{seen / (time.time() - t0):.0f}")
+            if deadline and time.time() > deadline:
+                break
+    return {"loss": loss_sum / max(1, seen), "acc": correct / max(1, seen), "seen": seen,
+            "seconds": time.time() - t0}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, *, bf16: bool = False) -> dict:
+    """Loss, accuracy and probabilities over `batches` (sample order restored)."""
+    model.eval()
+    probs, labels, index, loss_sum = [], [], [], 0.0
+    for batch in batches:
+        if batch is None:
+            continue
+        x, y, idx = batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        probs.append(logits.softmax(1))
+        labels.append(y)
+        index.append(idx)
+    if not probs:
+        return {"loss": None, "acc": None, "probs": np.zeros((0, 0)), "labels": np.zeros(0, int)}
+    order = torch.cat(index).argsort()
+    p, y = torch.cat(probs)[order], torch.cat(labels)[order]
+    return {"loss": loss_sum / len(y), "acc": (p.argmax(1) == y).float().mean().item(),
+            "probs": p.numpy(), "labels": y.numpy()}
+
+
+# --- the whole run ----------------------------------------------------------------------------
+
+def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train on the collection's train split, select on val, save the best model as a bundle."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    classes = collection.classes
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    train, val = collection.split("train"), collection.split("val")
+    if not train:
+        raise ValueError(f"{collection.source}: the train split is empty")
+
+    model = create_model(config.model, len(classes), pretrained=config.mode != "scratch", weights=config.weights)
+    pre = model.preprocessing
+    if config.image_size:
+        pre = type(pre)(config.image_size, pre.mean, pre.std, pre.crop_fraction)
+
+    trainable, param_sets, train_batches, val_batches = _plan(model, config, collection, class_to_idx, pre, log)
+    optimizer = build_optimizer(param_sets, config.weight_decay)
+    steps = len(train_batches) * config.epochs
+    scheduler = build_scheduler(optimizer, steps, int(config.warmup_epochs * len(train_batches)), config.schedule)
+
+    ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
+    state = _resume(ckpt_path, config, model, optimizer, scheduler, log)
+    history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
+    deadline = time.time() + 60 * config.max_minutes if config.max_minutes else None
+    stopped_by, t_start = "epochs", time.time() - state["seconds"]
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if hasattr(train_batches, "epoch"):
+            train_batches.epoch = epoch - 1
+        tr = train_one_epoch(trainable, train_batches, optimizer, scheduler, smoothing=config.label_smoothing,
+                             bf16=config.bf16, desc=f"epoch {epoch}/{config.epochs}",
+                             total=_count(train_batches), deadline=deadline)
+        va = evaluate(trainable, val_batches) if val else {"loss": None, "acc": None}
+        history.append({"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
+                        "val_loss": va["loss"], "val_acc": va["acc"], "seconds": tr["seconds"],
+                        "images_per_second": tr["seen"] / max(1e-9, tr["seconds"])})
+        improved = best is None or (va["acc"] is not None and va["acc"] > best["val_acc"]) or va["acc"] is None
+        if improved:
+            best = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"]}
+            torch.save(model.state_dict(), best_path)
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        log(_epoch_line(history[-1], improved))
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
+                    "bad_epochs": bad_epochs, "config": config.to_dict(),
+                    "seconds": time.time() - t_start}, ckpt_path)
+        if deadline and time.time() > deadline:
+            stopped_by = "time_budget"
+            break
+        if val and bad_epochs >= config.patience:
+            stopped_by = "early_stopping"
+            break
+
+    train_seconds = time.time() - t_start
+    model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
+    model.eval()
+    bundle = save_bundle(out_dir / "model", model, classes, pre, {
+        "model": config.model, "mode": config.mode, "config": config.to_dict(),
+        "training": {"best_epoch": best["epoch"], "best_val_accuracy": best["val_acc"],
+                     "train_seconds": round(train_seconds, 1), "stopped_by": stopped_by,
+                     "history": history},
+        "data": {k: v for k, v in collection.summary().items() if k not in ("skipped", "leakage")},
+    })
+    return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds, stopped_by, model)
+
+
+def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log):
+    """Decide what trains and how batches are fed: (trainable module, [(params, lr)], train, val)."""
+    train, val = collection.split("train"), collection.split("val")
+    from_block = config.train_from_block
+    if config.mode == "finetune" and from_block is None:
+        from_block = -6 if hasattr(model.backbone, "split") else 0
+    if config.mode == "features":
+        prefix, suffix = model.backbone, model.head
+    elif config.mode == "finetune" and from_block != 0:
+        prefix, suffix = model.trunk_split(from_block)
+    else:
+        prefix = suffix = None
+
+    if prefix is None:  # streaming: the whole network learns from freshly augmented photos
+        side = decode_side(pre)
+        train_loader = make_loader(LabelledPhotos(train, class_to_idx, train_preset(pre), side),
+                                   config.batch_size, True, config.workers, config.seed)
+        val_loader = make_loader(LabelledPhotos(val, class_to_idx, eval_preset(pre), side),
+                                 config.batch_size, False, config.workers)
+        if config.mode == "finetune":
+            head = list(model.head.parameters())
+            head_ids = {id(p) for p in head}
+            body = [p for p in model.parameters() if id(p) not in head_ids]
+            groups = [(body, config.lr * config.backbone_lr_scale), (head, config.lr)]
+        else:
+            groups = [(list(model.parameters()), config.lr)]
+        log(f"training the whole {config.model} ({config.mode}) on {len(train)} photos, streaming")
+        return model, groups, train_loader, val_loader
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    trainable_params = list(_own_parameters(suffix))
+    for p in trainable_params:
+        p.requires_grad_(True)
+    threads = config.threads or torch.get_num_threads()
+    key_parts = dict(model=config.model, weights=config.weights, block=from_block, mode=config.mode,
+                     pre=pre.to_dict(), seed=config.seed)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    views = {}
+    for name, samples, n_views in (("train", train, config.views), ("val", val, 0)):
+        if not samples:
+            continue
+        key = cache_key(split=name, photos=photos_fingerprint(samples), **key_parts)
+        views[name] = cached_views(prefix, samples, class_to_idx, pre, n_views, key, cache_dir,
+                                   config.seed, threads, config.workers)
+    labels = {n: np.array([class_to_idx[s.label] for s in ss]) for n, ss in (("train", train), ("val", val))}
+    # Epoch e trains on augmented view e (cycling); the clean view joins the cycle as well.
+    train_batches = _CachedBatches(views["train"][1:] + views["train"][:1], labels["train"],
+                                   config.batch_size, True, config.seed)
+    val_batches = _CachedBatches(views["val"][:1], labels["val"], 128, False, 0) if val else []
+    n_train = sum(p.numel() for p in trainable_params)
+    log(f"training {n_train / 1e6:.2f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+        f"parameters of {config.model} ({config.mode}) on cached frozen-prefix outputs")
+    head_ids = {id(p) for p in model.head.parameters()}
+    body = [p for p in trainable_params if id(p) not in head_ids]
+    head = [p for p in trainable_params if id(p) in head_ids]
+    groups = [(body, config.lr * config.backbone_lr_scale), (head, config.lr)]
+    return suffix, groups, train_batches, val_batches
+
+
+def _own_parameters(module: nn.Module):
+    """Parameters a module trains; split parts of a network name theirs explicitly, since they
+    hold the whole network as a submodule."""
+    if hasattr(module, "trainable_parameters"):
+        yield from module.trainable_parameters()
+    elif isinstance(module, nn.Sequential):
+        for child in module:
+            yield from _own_parameters(child)
+    else:
+        yield from module.parameters()
+
+
+def _count(batches) -> int:
+    return batches.n if hasattr(batches, "n") else len(batches.dataset)
+
+
+def _resume(path: Path, config: TrainConfig, model, optimizer, scheduler, log) -> dict:
+    fresh = {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "seconds": 0.0}
+    if not path.exists():
+        return fresh
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("config") != config.to_dict():
+        log(f"{path}: checkpoint was made with other settings; starting afresh")
+        return fresh
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    log(f"resuming from {path} after epoch {ckpt['epoch']}")
+    return ckpt
+
+
+def _epoch_line(h: dict, improved: bool) -> str:
+    val = (f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}" if h["val_acc"] is not None else "no val split")
+    return (f"epoch {h['epoch']:3d}  train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f}  {val}  "
+            f"{h['images_per_second']:.0f} img/s{'  *best' if improved else ''}")

@@ -31,19 +31,21 @@ BUNDLE_FORMAT = 1
 
 
 class _WithSoftmax(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, temperature: float):
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=-1)
+        return torch.softmax(self.model(x) / self.temperature, dim=-1)
 
 
-def export_onnx(model: nn.Module, size: int, path: str | os.PathLike, softmax: bool = True) -> Path:
-    """Export `model` (eval mode) with a dynamic batch dimension."""
+def export_onnx(model: nn.Module, size: int, path: str | os.PathLike, softmax: bool = True,
+                temperature: float = 1.0) -> Path:
+    """Export `model` (eval mode) with a dynamic batch dimension; with `softmax`, the graph outputs
+    calibrated probabilities softmax(logits / temperature)."""
     path = Path(path)
     model = model.eval()
-    net = _WithSoftmax(model) if softmax else model
+    net = _WithSoftmax(model, temperature) if softmax else model
     x = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["output"],
@@ -101,18 +103,19 @@ class ModelBundle:
 
 
 def save_bundle(path: str | os.PathLike, model: nn.Module, classes: Sequence[str],
-                preprocessing: Preprocessing, info: dict, include_weights: bool = True) -> ModelBundle:
+                preprocessing: Preprocessing, info: dict, include_weights: bool = True,
+                temperature: float = 1.0) -> ModelBundle:
     path = Path(path)
     if path.suffix != BUNDLE_SUFFIX:
         path = path.with_name(path.name + BUNDLE_SUFFIX)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    export_onnx(model, preprocessing.size, tmp / "model.onnx")
+    export_onnx(model, preprocessing.size, tmp / "model.onnx", temperature=temperature)
     if include_weights:
         torch.save(model.state_dict(), tmp / "weights.pt")
     bundle = ModelBundle(path, list(classes), preprocessing,
-                         {"estatelens_version": __version__, **info})
+                         {"estatelens_version": __version__, "temperature": temperature, **info})
     _write_json(tmp / "bundle.json", bundle._manifest())
     # Replace atomically enough that an interrupted save never leaves a half-written bundle.
     if path.exists():

@@ -27,6 +27,7 @@ from ..data.dataset import PhotoCollection
 from ..data.loader import LabelledPhotos, make_loader
 from ..data.transforms import decode_side, eval_preset, train_preset
 from ..models import Classifier, create_model
+from .calibration import fit_temperature
 from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler
 from .prefix_cache import cache_key, cached_views, default_cache_dir, photos_fingerprint
@@ -115,9 +116,9 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, *, bf16: bool = False) -> dict:
-    """Loss, accuracy and probabilities over `batches` (sample order restored)."""
+    """Loss, accuracy and logits over `batches` (sample order restored)."""
     model.eval()
-    probs, labels, index, loss_sum = [], [], [], 0.0
+    logits_all, labels, index, loss_sum = [], [], [], 0.0
     for batch in batches:
         if batch is None:
             continue
@@ -126,15 +127,15 @@ def evaluate(model: nn.Module, batches: Iterable, *, bf16: bool = False) -> dict
             logits = model(x)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        probs.append(logits.softmax(1))
+        logits_all.append(logits)
         labels.append(y)
         index.append(idx)
-    if not probs:
-        return {"loss": None, "acc": None, "probs": np.zeros((0, 0)), "labels": np.zeros(0, int)}
+    if not logits_all:
+        return {"loss": None, "acc": None, "logits": torch.zeros(0, 0), "labels": torch.zeros(0, dtype=torch.long)}
     order = torch.cat(index).argsort()
-    p, y = torch.cat(probs)[order], torch.cat(labels)[order]
-    return {"loss": loss_sum / len(y), "acc": (p.argmax(1) == y).float().mean().item(),
-            "probs": p.numpy(), "labels": y.numpy()}
+    z, y = torch.cat(logits_all)[order], torch.cat(labels)[order]
+    return {"loss": loss_sum / len(y), "acc": (z.argmax(1) == y).float().mean().item(),
+            "logits": z, "labels": y}
 
 
 # --- the whole run ----------------------------------------------------------------------------
@@ -158,7 +159,9 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     if config.image_size:
         pre = type(pre)(config.image_size, pre.mean, pre.std, pre.crop_fraction)
 
+    t_prepare = time.time()
     trainable, param_sets, train_batches, val_batches = _plan(model, config, collection, class_to_idx, pre, log)
+    prepare_seconds = time.time() - t_prepare
     optimizer = build_optimizer(param_sets, config.weight_decay)
     steps = len(train_batches) * config.epochs
     scheduler = build_scheduler(optimizer, steps, int(config.warmup_epochs * len(train_batches)), config.schedule)
@@ -201,14 +204,22 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     train_seconds = time.time() - t_start
     model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
     model.eval()
+    temperature = fit_temperature(**_val_logits(trainable, val_batches)) if val else 1.0
+    log(f"calibration: temperature {temperature:.3f} fitted on {len(val)} validation photos")
     bundle = save_bundle(out_dir / "model", model, classes, pre, {
         "model": config.model, "mode": config.mode, "config": config.to_dict(),
         "training": {"best_epoch": best["epoch"], "best_val_accuracy": best["val_acc"],
-                     "train_seconds": round(train_seconds, 1), "stopped_by": stopped_by,
-                     "history": history},
+                     "train_seconds": round(train_seconds, 1), "prepare_seconds": round(prepare_seconds, 1),
+                     "stopped_by": stopped_by, "history": history},
         "data": {k: v for k, v in collection.summary().items() if k not in ("skipped", "leakage")},
-    })
-    return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds, stopped_by, model)
+    }, temperature=temperature)
+    return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds + prepare_seconds,
+                     stopped_by, model)
+
+
+def _val_logits(model: nn.Module, batches) -> dict:
+    out = evaluate(model, batches)
+    return {"logits": out["logits"], "labels": out["labels"]}
 
 
 def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log):

@@ -1,0 +1,83 @@
+"""Small real inputs, made on the fly: photos with a known pattern, and broken files of every kind."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    # Caches and bundled-model builds go to a per-session folder, never the user's home.
+    monkeypatch.setenv("ESTATELENS_HOME", str(tmp_path_factory.getbasetemp() / "estatelens-home"))
+
+
+def stripes(orientation: str, size: int = 64, seed: int = 0) -> Image.Image:
+    """A photo-like image of coloured stripes; the orientation is the class."""
+    rng = np.random.default_rng(seed)
+    period = int(rng.integers(6, 14))
+    phase = int(rng.integers(0, period))
+    idx = np.arange(size)
+    band = ((idx + phase) // (period // 2)) % 2
+    mask = band[:, None].repeat(size, 1) if orientation == "horizontal" else band[None, :].repeat(size, 0)
+    c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    img = np.where(mask[..., None] == 1, c1, c2).astype(np.float32)
+    img += rng.normal(0, 12, img.shape)
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8), "RGB")
+
+
+def make_stripes_dataset(root: Path, per_class: int = 40, size: int = 64, splits: bool = False) -> Path:
+    """root/{horizontal,vertical}/*.jpg (or under train/val/test when `splits`)."""
+    for c, orientation in enumerate(("horizontal", "vertical")):
+        for i in range(per_class):
+            split = ("train", "val", "test")[0 if i % 5 < 3 else (1 if i % 5 == 3 else 2)] if splits else ""
+            d = root / split / orientation
+            d.mkdir(parents=True, exist_ok=True)
+            stripes(orientation, size, seed=1000 * c + i).save(d / f"{orientation}_{i:03d}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture
+def stripes_dataset(tmp_path) -> Path:
+    return make_stripes_dataset(tmp_path / "stripes", per_class=40)
+
+
+def write_broken_files(folder: Path) -> dict[str, str]:
+    """Every kind of bad file a photo folder holds in practice; returns {name: expected reason part}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = stripes("horizontal", 96)
+    good.save(folder / "whole.jpg", quality=90)
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is a text file, not a photo\n")
+    stripes("vertical", 12).save(folder / "tiny.jpg")
+    return {"truncated.jpg": "truncated", "empty.jpg": "empty", "notes.jpg": "not an image",
+            "tiny.jpg": "too small"}
+
+
+def write_odd_but_valid_files(folder: Path) -> list[str]:
+    """Colour modes and formats that must decode to RGB."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = stripes("vertical", 80)
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    arr16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(arr16).save(folder / "sixteen_bit.png")
+    rgba = base.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "alpha.png")
+    base.convert("L").save(folder / "grey.jpg")
+    base.convert("P").save(folder / "palette.gif")
+    return ["cmyk.jpg", "sixteen_bit.png", "alpha.png", "grey.jpg", "palette.gif"]
+
+
+def has_shared_data() -> bool:
+    return (SHARED_DATA / "rooms-web").is_dir()
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")

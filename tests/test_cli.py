@@ -1,0 +1,75 @@
+"""The command line as a user runs it: train on a folder, then evaluate the bundle it wrote."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from estatelens.cli import main
+
+from conftest import make_stripes_dataset, write_broken_files
+
+
+def test_help_explains_every_command(capsys):
+    for command in ("train", "evaluate", "predict", "models"):
+        with pytest.raises(SystemExit) as e:
+            main([command, "--help"])
+        assert e.value.code == 0
+        assert "usage: estatelens " + command in capsys.readouterr().out
+
+
+def test_python_dash_m_runs():
+    out = subprocess.run([sys.executable, "-m", "estatelens", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("estatelens ")
+
+
+def test_train_then_evaluate_on_a_tiny_folder(tmp_path, capsys):
+    data = make_stripes_dataset(tmp_path / "data", per_class=30, splits=True)
+    write_broken_files(data / "train" / "horizontal")
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--model", "roomnet", "--mode", "scratch", "--epochs", "6",
+                 "--image-size", "64", "--batch-size", "16", "--workers", "0", "--out", str(run),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "4 skipped" in out and "report: " in out
+    assert (run / "model.estatelens" / "model.onnx").is_file()
+    assert (run / "report" / "report.html").is_file()
+    trained = json.loads((run / "metrics.json").read_text())
+    assert {s["path"].rsplit("/", 1)[-1] for s in trained["skipped"]} >= {"truncated.jpg", "empty.jpg",
+                                                                          "notes.jpg", "tiny.jpg"}
+
+    metrics_path = tmp_path / "eval" / "metrics.json"
+    assert main(["evaluate", str(data / "test"), "--model", str(run / "model.estatelens"),
+                 "--json", str(metrics_path), "--workers", "0"]) == 0
+    m = json.loads(metrics_path.read_text())
+    assert m["n"] == 12
+    for key in ("accuracy", "top2_accuracy", "per_class", "confusion", "skipped"):
+        assert key in m
+    assert set(m["per_class"]) == {"horizontal", "vertical"}
+    assert m["confusion"]["labels"] == ["horizontal", "vertical"]
+    assert sum(map(sum, m["confusion"]["matrix"])) == 12
+    assert m["accuracy"] > 0.8
+
+
+def test_evaluate_refuses_labels_the_model_does_not_know(tmp_path, capsys):
+    data = make_stripes_dataset(tmp_path / "data", per_class=30, splits=True)
+    run = tmp_path / "run"
+    main(["train", str(data), "--model", "roomnet", "--mode", "scratch", "--epochs", "1", "--image-size", "64",
+          "--workers", "0", "--out", str(run)])
+    (data / "test" / "attic").mkdir()
+    (data / "test" / "horizontal" / "a.jpg").rename(data / "test" / "attic" / "a.jpg")
+    assert main(["evaluate", str(data / "test"), "--model", str(run / "model.estatelens")]) == 2
+    assert "attic" in capsys.readouterr().err
+
+
+def test_predict_with_the_imagenet_bundle(tmp_path, capsys):
+    from conftest import stripes
+
+    stripes("horizontal", 128).save(tmp_path / "photo.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    assert main(["predict", str(tmp_path / "photo.jpg"), str(tmp_path / "broken.jpg"), "--top", "3"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(str(tmp_path / "photo.jpg")) and out[0].count(",") == 2
+    assert "skipped" in out[1]

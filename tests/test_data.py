@@ -1,0 +1,149 @@
+"""The data layer: bad files are reported, not fatal; splits are deterministic and group-safe."""
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from estatelens.data import images
+from estatelens.data.dataset import Sample, assign_splits, load_collection
+from estatelens.data.images import PhotoError, check_photo, open_rgb
+
+from conftest import stripes, write_broken_files, write_odd_but_valid_files
+
+
+def test_broken_files_are_listed_with_their_reason_and_left_out(tmp_path):
+    root = tmp_path / "data"
+    expected = write_broken_files(root / "kitchen")
+    (root / "bedroom").mkdir()
+    for i in range(3):
+        stripes("vertical", 64, seed=i).save(root / "bedroom" / f"ok{i}.jpg")
+    (root / "kitchen" / "readme.txt").write_text("not a photo")
+
+    col = load_collection(root, progress=False)
+
+    reasons = {s["path"].split("/")[-1]: s["reason"] for s in col.skipped}
+    for name, part in expected.items():
+        assert part in reasons[name], (name, reasons.get(name))
+    assert "not an image file" in reasons["readme.txt"]
+    kept = sorted(s.path.split("/")[-1] for s in col.samples)
+    assert kept == ["ok0.jpg", "ok1.jpg", "ok2.jpg", "whole.jpg"]
+
+
+def test_odd_colour_modes_decode_to_rgb(tmp_path):
+    for name in write_odd_but_valid_files(tmp_path):
+        im = open_rgb(tmp_path / name)
+        assert im.mode == "RGB" and im.size == (80, 80), name
+    # 16-bit greyscale keeps its contrast instead of saturating at white
+    arr = np.asarray(open_rgb(tmp_path / "sixteen_bit.png"))
+    assert arr.min() < 100 and arr.max() > 150
+    # transparent pixels become white-ish, not black
+    assert np.asarray(open_rgb(tmp_path / "alpha.png")).mean() > np.asarray(
+        open_rgb(tmp_path / "grey.jpg")).mean() * 0.9
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (120, 60), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    im.save(tmp_path / "rotated.jpg", exif=exif)
+    assert open_rgb(tmp_path / "rotated.jpg").size == (60, 120)
+
+
+def test_draft_mode_decodes_large_jpeg_near_the_needed_size(tmp_path):
+    stripes("horizontal", 1024).save(tmp_path / "big.jpg")
+    im = open_rgb(tmp_path / "big.jpg", min_side=224)
+    assert 224 <= min(im.size) < 512
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    stripes("horizontal", 200).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    with pytest.raises(PhotoError, match="decompression bomb"):
+        open_rgb(tmp_path / "bomb.png")
+    assert not check_photo(tmp_path / "bomb.png").ok
+
+
+def test_missing_file_is_a_photo_error(tmp_path):
+    with pytest.raises(PhotoError, match="not found"):
+        open_rgb(tmp_path / "nope.jpg")
+
+
+def _samples(n_per_class=50, groups=False):
+    out = []
+    for label in ("a", "b", "c"):
+        for i in range(n_per_class):
+            out.append(Sample(f"/x/{label}{i}.jpg", label, None, f"house{label}{i // 4}" if groups else None))
+    return out
+
+
+def test_split_is_stratified_and_deterministic():
+    s1 = assign_splits(_samples(), seed=3)
+    s2 = assign_splits(_samples(), seed=3)
+    assert [s.split for s in s1] == [s.split for s in s2]
+    for label in "abc":
+        counts = defaultdict(int)
+        for s in s1:
+            if s.label == label:
+                counts[s.split] += 1
+        assert counts == {"train": 40, "val": 5, "test": 5}
+    assert [s.split for s in assign_splits(_samples(), seed=4)] != [s.split for s in s1]
+
+
+def test_group_never_straddles_two_splits():
+    samples = assign_splits(_samples(groups=True), seed=1)
+    splits_of_group = defaultdict(set)
+    for s in samples:
+        splits_of_group[s.group].add(s.split)
+    assert all(len(v) == 1 for v in splits_of_group.values())
+    assert {s.split for s in samples} == {"train", "val", "test"}
+
+
+def test_csv_with_groups_and_val_carved_from_train(tmp_path):
+    rows = []
+    for label in ("kitchen", "bathroom"):
+        (tmp_path / label).mkdir()
+        for i in range(20):
+            name = f"{label}/{i}.jpg"
+            stripes("horizontal" if label == "kitchen" else "vertical", 48, seed=i).save(tmp_path / name)
+            rows.append({"path": name, "label": label, "split": "test" if i < 4 else "train", "group": f"h{i // 2}"})
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "split", "group"])
+        w.writeheader()
+        w.writerows(rows)
+    col = load_collection(tmp_path / "labels.csv", progress=False)
+    assert len(col.split("test")) == 8
+    assert len(col.split("val")) > 0 and len(col.split("train")) > len(col.split("val"))
+    groups = defaultdict(set)
+    for s in col.samples:
+        groups[(s.label, s.group)].add(s.split)
+    assert all(len(v) == 1 for v in groups.values())
+
+
+def test_duplicates_across_splits_are_reported_as_leakage(tmp_path):
+    for split in ("train", "val", "test"):
+        for label in ("a", "b"):
+            d = tmp_path / split / label
+            d.mkdir(parents=True)
+            for i in range(3):
+                stripes("horizontal", 48, seed=hash((split, label, i)) % 1000).save(d / f"{i}.jpg")
+    shutil.copy(tmp_path / "train" / "a" / "0.jpg", tmp_path / "test" / "a" / "copy.jpg")
+    col = load_collection(tmp_path, progress=False)
+    assert len(col.leakage) == 1
+    assert col.leakage[0]["splits"] == ["test", "train"]
+    assert col.summary()["n_leaked_duplicates"] == 1
+
+
+def test_mixed_split_rows_are_an_error():
+    samples = [Sample("/a.jpg", "a", "train"), Sample("/b.jpg", "a", None)]
+    with pytest.raises(ValueError, match="some photos have a split"):
+        assign_splits(samples)
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no labelled photos"):
+        load_collection(tmp_path, progress=False)

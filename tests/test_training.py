@@ -1,0 +1,86 @@
+"""Training learns, resumes after an interruption, and writes a bundle that ONNX Runtime serves."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from estatelens.bundle import load_bundle
+from estatelens.data.dataset import load_collection
+from estatelens.evaluation.evaluate import evaluate_bundle
+from estatelens.training import engine
+from estatelens.training.config import TrainConfig
+from estatelens.training.engine import fit
+
+
+def _config(tmp_path, **kw):
+    base = dict(model="roomnet", mode="scratch", epochs=8, batch_size=16, lr=3e-3, image_size=64,
+                workers=0, warmup_epochs=0.5, cache_dir=str(tmp_path / "cache"), patience=20)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def test_scratch_training_learns_a_two_class_problem(tmp_path, stripes_dataset):
+    col = load_collection(stripes_dataset, progress=False)
+    result = fit(col, tmp_path / "run", _config(tmp_path), log=lambda s: None)
+    metrics = evaluate_bundle(result.bundle, col.split("test") + col.split("val"), progress=False, workers=0)
+    assert metrics["accuracy"] > 0.9, metrics["accuracy"]
+    assert len(result.history) >= 1 and result.history[0]["train_loss"] > result.history[-1]["train_loss"]
+
+
+def test_features_mode_on_cached_embeddings_learns(tmp_path, stripes_dataset):
+    col = load_collection(stripes_dataset, progress=False)
+    cfg = _config(tmp_path, model="efficientnet_lite0", mode="features", epochs=6, image_size=96, views=1, lr=1e-2)
+    result = fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    assert result.best_val_accuracy > 0.9
+    # the embedding cache is reused: a second head trains without recomputing it
+    cached = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(cached) == 3  # train clean + 1 augmented view, val clean
+    mtimes = [p.stat().st_mtime_ns for p in cached]
+    fit(col, tmp_path / "run2", cfg, log=lambda s: None)
+    assert [p.stat().st_mtime_ns for p in cached] == mtimes
+
+
+def test_finetune_from_a_block_trains_only_the_suffix(tmp_path, stripes_dataset):
+    col = load_collection(stripes_dataset, progress=False)
+    cfg = _config(tmp_path, model="efficientnet_lite0", mode="finetune", epochs=2, image_size=96, views=1,
+                  train_from_block=-2)
+    result = fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    from estatelens.models import create_model
+
+    fresh = create_model("efficientnet_lite0", 2, pretrained=True)
+    trained = result.model
+    # early blocks untouched, last blocks changed
+    assert np.allclose(trained.backbone.net._blocks[0]._depthwise_conv.weight.detach(),
+                       fresh.backbone.net._blocks[0]._depthwise_conv.weight.detach())
+    assert not np.allclose(trained.backbone.net._blocks[-1]._project_conv.weight.detach(),
+                           fresh.backbone.net._blocks[-1]._project_conv.weight.detach())
+    bundle = load_bundle(result.bundle.path)
+    probs = bundle.predict_files([col.split("test")[0].path])
+    assert probs.shape == (1, 2) and abs(probs.sum() - 1) < 1e-4
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, stripes_dataset, monkeypatch):
+    col = load_collection(stripes_dataset, progress=False)
+    cfg = _config(tmp_path, epochs=3)
+    real = engine.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    lines = []
+    result = fit(col, tmp_path / "run", cfg, log=lines.append)
+    assert any("resuming" in line and "after epoch 1" in line for line in lines)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+
+
+def test_unknown_config_key_is_an_error():
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epochz": 3})

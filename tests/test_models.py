@@ -73,3 +73,8 @@ def test_split_lite_equals_whole():
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert torch.allclose(suffix(prefix(x)), model(x), atol=1e-5)
+    # a block index past the start clamps to the stem instead of wrapping around
+    prefix, suffix = model.trunk_split(-100)
+    assert prefix.stop == 0
+    with torch.no_grad():
+        assert torch.allclose(suffix(prefix(x)), model(x), atol=1e-5)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from estatelens.bundle import load_bundle
 from estatelens.data.dataset import load_collection
@@ -29,11 +30,16 @@ def test_scratch_training_learns_a_two_class_problem(tmp_path, stripes_dataset):
 
 def test_features_mode_on_cached_embeddings_learns(tmp_path, stripes_dataset):
     col = load_collection(stripes_dataset, progress=False)
+    # a photo that breaks after the check is left out of the cache, not trained on as zeros
+    broken = col.split("train")[0].path
+    open(broken, "wb").close()
     cfg = _config(tmp_path, model="efficientnet_lite0", mode="features", epochs=6, image_size=96, views=1, lr=1e-2)
     result = fit(col, tmp_path / "run", cfg, log=lambda s: None)
     assert result.best_val_accuracy > 0.9
+    train_ok = [np.load(p) for p in (tmp_path / "cache").rglob("view*.ok.npy") if len(np.load(p)) == 64]
+    assert len(train_ok) == 2 and all(ok.sum() == 63 for ok in train_ok)
     # the embedding cache is reused: a second head trains without recomputing it
-    cached = sorted((tmp_path / "cache").rglob("*.npy"))
+    cached = sorted((tmp_path / "cache").rglob("view?.npy"))
     assert len(cached) == 3  # train clean + 1 augmented view, val clean
     mtimes = [p.stat().st_mtime_ns for p in cached]
     fit(col, tmp_path / "run2", cfg, log=lambda s: None)
@@ -76,9 +82,31 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, stripes_dataset, 
         fit(col, tmp_path / "run", cfg, log=lambda s: None)
     monkeypatch.setattr(engine, "train_one_epoch", real)
     lines = []
-    result = fit(col, tmp_path / "run", cfg, log=lines.append)
+    resumed = fit(col, tmp_path / "run", cfg, log=lines.append)
     assert any("resuming" in line and "after epoch 1" in line for line in lines)
-    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    # the resumed run ends where an uninterrupted one does: same shuffles, augmentations, dropout
+    whole = fit(col, tmp_path / "whole", cfg, log=lambda s: None)
+    for (name, a), b in zip(resumed.model.state_dict().items(), whole.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+
+
+def test_a_changed_dataset_does_not_resume_an_old_checkpoint(tmp_path, stripes_dataset):
+    col = load_collection(stripes_dataset, progress=False)
+    cfg = _config(tmp_path, epochs=1)
+    fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    col.samples = col.samples[5:]
+    lines = []
+    fit(col, tmp_path / "run", cfg, log=lines.append)
+    assert any("starting afresh" in line for line in lines)
+
+
+def test_one_class_is_refused(tmp_path, stripes_dataset):
+    col = load_collection(stripes_dataset, progress=False)
+    col.samples = [s for s in col.samples if s.label == "horizontal"]
+    col.classes = ["horizontal"]
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fit(col, tmp_path / "run", _config(tmp_path), log=lambda s: None)
 
 
 def test_unknown_config_key_is_an_error():

@@ -140,8 +140,13 @@ def load_bundle(path: str | os.PathLike) -> ModelBundle:
     return ModelBundle(p, manifest["classes"], Preprocessing.from_dict(manifest["preprocessing"]), info)
 
 
+def estatelens_home() -> Path:
+    """Where estatelens keeps caches and built models: $ESTATELENS_HOME or ~/.cache/estatelens."""
+    return Path(os.environ.get("ESTATELENS_HOME", Path.home() / ".cache" / "estatelens"))
+
+
 def bundled_models_dir() -> Path:
-    return Path(os.environ.get("ESTATELENS_HOME", Path.home() / ".cache" / "estatelens")) / "models"
+    return estatelens_home() / "models"
 
 
 def _find_named_bundle(name: str) -> Path:

@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .data.images import PhotoError
+
     try:
         return args.func(args) or 0
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, PhotoError, ImportError) as e:
         print(f"estatelens: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="maximum epochs (default per mode: 30 / 12 / 40)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, help="head learning rate (backbone gets lr x --backbone-lr-scale)")
-    t.add_argument("--backbone-lr-scale", type=float, default=0.1)
+    t.add_argument("--backbone-lr-scale", type=float, default=0.3)
     t.add_argument("--weight-decay", type=float, default=0.05)
     t.add_argument("--label-smoothing", type=float, default=0.1)
     t.add_argument("--warmup-epochs", type=float, default=1.0)
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
     t.add_argument("--max-per-class", type=int, help="use at most N photos per class and split (a quick slice)")
     t.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split where DATA gives none")
+    t.add_argument("--merge-val", action="store_true", help=(
+        "train on DATA's train and val splits together, carving validation photos for early stopping "
+        "out of them (stratified, seeded); the test split stays held apart"))
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a model bundle on labelled photos", description=(
@@ -102,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from .data.dataset import load_collection
+    from .data.dataset import load_collection, merge_val_into_train, slice_per_class
     from .evaluation.evaluate import evaluate_bundle
     from .training.config import TrainConfig
     from .training.engine import fit
@@ -113,6 +118,8 @@ def cmd_train(args) -> int:
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys})
     out = Path(args.out or f"runs/{Path(args.data).stem}-{config.model}-{config.mode}")
     collection = load_collection(args.data, seed=args.split_seed, workers=args.workers + 2)
+    if args.merge_val:
+        collection = merge_val_into_train(collection, seed=args.split_seed)
     if args.max_per_class:
         collection = slice_per_class(collection, args.max_per_class)
     summary = collection.summary()
@@ -133,26 +140,12 @@ def cmd_train(args) -> int:
                  "config": config.to_dict()})
     result.bundle.update_info(metrics={"split": test_split, **{k: metrics[k] for k in (
         "n", "accuracy", "top2_accuracy", "macro_f1", "ece")}})
-    print(f"{test_split} accuracy {metrics['accuracy']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  "
-          f"macro F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  "
-          f"(training {result.train_seconds / 60:.1f} min, best epoch {result.best_epoch})")
+    print(f"{test_split} split: {_headline(metrics)}")
+    print(f"training {result.train_seconds / 60:.1f} min, best epoch {result.best_epoch}, "
+          f"stopped by {result.stopped_by}")
     print(f"model:  {result.bundle.path}")
     print(f"report: {metrics['report']}")
     return 0
-
-
-def slice_per_class(collection, n: int):
-    """A deterministic slice: the first n photos of each class in each split."""
-    from collections import Counter
-
-    seen: Counter = Counter()
-    kept = []
-    for s in collection.samples:
-        if seen[(s.split, s.label)] < n:
-            seen[(s.split, s.label)] += 1
-            kept.append(s)
-    collection.samples = kept
-    return collection
 
 
 def cmd_evaluate(args) -> int:
@@ -170,14 +163,23 @@ def cmd_evaluate(args) -> int:
                               title=f"{bundle.path.name} on {args.data}", json_path=args.json_path,
                               workers=args.workers, summary={"model": str(bundle.path), "data": args.data,
                                                              "model info": bundle.info.get("metrics")})
-    print(f"n {metrics['n']}  accuracy {metrics['accuracy']:.4f}  top-2 {metrics['top2_accuracy']:.4f}  "
-          f"macro F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  skipped {len(metrics['skipped'])}")
+    print(f"{_headline(metrics)}  skipped {len(metrics['skipped'])}")
     for name, pc in metrics["per_class"].items():
-        print(f"  {name:16s} precision {pc['precision']:.3f} recall {pc['recall']:.3f} f1 {pc['f1']:.3f} n {pc['support']}")
+        print(f"  {name:16s} precision {_num(pc['precision'])} recall {_num(pc['recall'])} "
+              f"f1 {_num(pc['f1'])} n {pc['support']}")
     if args.json_path:
         print(f"metrics: {args.json_path}")
     print(f"report: {metrics['report']}")
     return 0
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _headline(m: dict) -> str:
+    return (f"n {m['n']}  accuracy {_num(m['accuracy'])}  top-2 {_num(m['top2_accuracy'])}  "
+            f"macro F1 {_num(m['macro_f1'])}  ECE {_num(m['ece'])}")
 
 
 def cmd_predict(args) -> int:

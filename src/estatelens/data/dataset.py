@@ -14,10 +14,9 @@ import csv
 import hashlib
 import io
 import os
-import random
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -47,6 +46,7 @@ class PhotoCollection:
     samples: list[Sample]
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
     leakage: list[dict] = field(default_factory=list)  # {"sha1", "paths", "splits"}
+    hashes: dict[str, str] = field(default_factory=dict, repr=False)  # path -> sha1 of the bytes
 
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
@@ -89,7 +89,7 @@ def load_collection(source: str | os.PathLike, *, validate: bool = True, min_sid
     classes = sorted({s.label for s in samples})
     if assign:
         samples = assign_splits(samples, fractions, seed)
-    return PhotoCollection(str(source), classes, samples, skipped, find_leakage(samples, hashes))
+    return PhotoCollection(str(source), classes, samples, skipped, find_leakage(samples, hashes), hashes)
 
 
 def read_folder(root: Path) -> tuple[list[Sample], list[dict]]:
@@ -192,17 +192,16 @@ def assign_splits(samples: list[Sample], fractions=DEFAULT_FRACTIONS, seed: int 
 def _split_stratified(samples: list[Sample], fractions, seed: int) -> list[Sample]:
     # Units are groups when groups are given (so a group never straddles splits), else photos.
     units: dict[str, list[Sample]] = defaultdict(list)
-    for i, s in enumerate(samples):
-        units[s.group if s.group is not None else f"\0{i}"].append(s)
+    for s in samples:
+        units[f"group:{s.group}" if s.group is not None else f"path:{s.path}"].append(s)
     by_class: dict[str, list[str]] = defaultdict(list)
     for key, members in units.items():
         label = Counter(m.label for m in members).most_common(1)[0][0]
         by_class[label].append(key)
-    rng = random.Random(seed)
     out: list[Sample] = []
     for label in sorted(by_class):
-        keys = sorted(by_class[label])
-        rng.shuffle(keys)
+        # Order by a seeded hash of each unit, so adding or losing a photo barely moves the others.
+        keys = sorted(by_class[label], key=lambda k: hashlib.sha1(f"{seed}:{k}".encode()).digest())
         n = len(keys)
         n_val = int(round(n * fractions[1]))
         n_test = int(round(n * fractions[2]))
@@ -222,11 +221,28 @@ def find_leakage(samples: list[Sample], hashes: dict[str, str]) -> list[dict]:
             by_hash[hashes[s.path]].append(s)
     leaks = []
     for sha1, group in sorted(by_hash.items()):
-        splits = sorted({s.split for s in group})
+        splits = sorted({s.split for s in group}, key=str)
         if len(splits) > 1:
             leaks.append({"sha1": sha1, "paths": [s.path for s in group], "splits": splits})
     return leaks
 
 
-def samples_to_rows(samples: list[Sample]) -> list[dict]:
-    return [asdict(s) for s in samples]
+def merge_val_into_train(collection: PhotoCollection, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> PhotoCollection:
+    """Train on the published train and val splits together; validation photos for early
+    stopping are then carved out of them (stratified), and test stays as it is."""
+    merged = [replace(s, split="train") if s.split == "val" else s for s in collection.samples]
+    collection.samples = assign_splits(merged, fractions, seed)
+    collection.leakage = find_leakage(collection.samples, collection.hashes)
+    return collection
+
+
+def slice_per_class(collection: PhotoCollection, n: int) -> PhotoCollection:
+    """A deterministic slice: the first n photos of each class in each split."""
+    seen: Counter = Counter()
+    kept = []
+    for s in collection.samples:
+        if seen[(s.split, s.label)] < n:
+            seen[(s.split, s.label)] += 1
+            kept.append(s)
+    collection.samples = kept
+    return collection

@@ -74,8 +74,8 @@ def open_rgb(path: str | os.PathLike | BinaryIO, min_side: int | None = None) ->
         if "truncated" in msg.lower():
             raise PhotoError(path, "truncated image data") from None
         raise PhotoError(path, f"unreadable image ({msg})") from None
-    except (ValueError, SyntaxError, Image.Error) as e:  # Pillow raises these for broken headers
-        raise PhotoError(path, f"corrupt image ({e})") from None
+    except Exception as e:  # Pillow raises ValueError, SyntaxError, EOFError, struct.error... for broken files
+        raise PhotoError(path, f"corrupt image ({type(e).__name__}: {e})") from None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -44,8 +44,11 @@ def collate_photos(batch):
     return torch.stack(xs), torch.tensor(ys), torch.tensor(idx)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0,
+                drop_last: bool = False) -> DataLoader:
+    """`drop_last` is for training: a final batch of one breaks batch norm (Inception's aux head)."""
     g = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                       collate_fn=collate_photos, generator=g, persistent_workers=False,
-                      prefetch_factor=4 if workers else None, drop_last=False)
+                      prefetch_factor=4 if workers else None,
+                      drop_last=drop_last and len(dataset) > batch_size)

@@ -70,7 +70,7 @@ class _LiteTrunk(nn.Module):
     def split(self, from_block: int) -> tuple[nn.Module, nn.Module]:
         net = self.net
         n = len(net._blocks)
-        k = from_block % n if from_block < 0 else min(from_block, n)
+        k = max(0, n + from_block) if from_block < 0 else min(from_block, n)
         return _LitePart(net, None, k), _LitePart(net, k, None)
 
 

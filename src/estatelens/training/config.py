@@ -20,7 +20,7 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int = 32
     lr: float | None = None            # head learning rate; the backbone gets lr * backbone_lr_scale
-    backbone_lr_scale: float = 0.1
+    backbone_lr_scale: float = 0.3
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0

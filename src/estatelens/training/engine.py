@@ -11,6 +11,7 @@ checkpoint is one dict, written every epoch, so an interrupted run resumes where
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,26 +50,32 @@ class FitResult:
 # --- batches --------------------------------------------------------------------------------
 
 class _CachedBatches:
-    """Shuffled mini-batches over cached prefix outputs (float16 memmaps -> float32 tensors)."""
+    """Shuffled mini-batches over cached prefix outputs (float16 memmaps -> float32 tensors).
 
-    def __init__(self, arrays: list[np.ndarray], labels: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-        self.arrays, self.labels = arrays, torch.as_tensor(labels)
+    rows: the usable rows (photos that decoded); training drops a last batch of one, which batch
+    norm cannot handle."""
+
+    def __init__(self, arrays: list[np.ndarray], labels: np.ndarray, rows: np.ndarray, batch_size: int,
+                 shuffle: bool, seed: int):
+        self.arrays, self.labels, self.rows = arrays, torch.as_tensor(labels), torch.as_tensor(rows)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        return (self.n + self.batch_size - 1) // self.batch_size
 
     @property
     def n(self) -> int:
-        return len(self.labels)
+        return len(self.rows)
 
     def __iter__(self):
         arr = self.arrays[self.epoch % len(self.arrays)]
-        order = (torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-                 if self.shuffle else torch.arange(self.n))
+        order = (self.rows[torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))]
+                 if self.shuffle else self.rows)
         for i in range(0, self.n, self.batch_size):
             idx = order[i:i + self.batch_size]
+            if self.shuffle and len(idx) == 1 and self.n > 1:
+                break
             sel = np.sort(idx.numpy())  # sorted reads are kinder to the memmap
             x = torch.from_numpy(np.asarray(arr[sel], dtype=np.float32))
             yield x, self.labels[sel], torch.from_numpy(sel)
@@ -153,11 +160,18 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     train, val = collection.split("train"), collection.split("val")
     if not train:
         raise ValueError(f"{collection.source}: the train split is empty")
+    if len(classes) < 2:
+        raise ValueError(f"{collection.source}: a classifier needs at least 2 classes, found {classes}")
+    untrained = sorted(set(classes) - {s.label for s in train})
+    if untrained:
+        log(f"warning: no training photos for {', '.join(untrained)}; the model cannot learn them")
+    if not val:
+        log("warning: no validation photos; the last epoch is kept and probabilities are not calibrated")
 
     model = create_model(config.model, len(classes), pretrained=config.mode != "scratch", weights=config.weights)
     pre = model.preprocessing
     if config.image_size:
-        pre = type(pre)(config.image_size, pre.mean, pre.std, pre.crop_fraction)
+        pre = dataclasses.replace(pre, size=config.image_size)
 
     t_prepare = time.time()
     trainable, param_sets, train_batches, val_batches = _plan(model, config, collection, class_to_idx, pre, log)
@@ -167,14 +181,15 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     scheduler = build_scheduler(optimizer, steps, int(config.warmup_epochs * len(train_batches)), config.schedule)
 
     ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
-    state = _resume(ckpt_path, config, model, optimizer, scheduler, log)
+    fingerprint = {"classes": classes, "train": [s.path for s in train], "val": [s.path for s in val]}
+    state = _resume(ckpt_path, config, fingerprint, model, optimizer, scheduler, log)
     history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
     deadline = time.time() + 60 * config.max_minutes if config.max_minutes else None
-    stopped_by, t_start = "epochs", time.time() - state["seconds"]
+    stopped_by, t_start = state.get("stopped_by", "epochs"), time.time() - state["seconds"]
+    first_epoch = config.epochs + 1 if stopped_by == "early_stopping" else state["epoch"] + 1
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        if hasattr(train_batches, "epoch"):
-            train_batches.epoch = epoch - 1
+    for epoch in range(first_epoch, config.epochs + 1):
+        _set_epoch(train_batches, epoch - 1, config.seed)
         tr = train_one_epoch(trainable, train_batches, optimizer, scheduler, smoothing=config.label_smoothing,
                              bf16=config.bf16, desc=f"epoch {epoch}/{config.epochs}",
                              total=_count(train_batches), deadline=deadline)
@@ -185,20 +200,21 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
         improved = best is None or (va["acc"] is not None and va["acc"] > best["val_acc"]) or va["acc"] is None
         if improved:
             best = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"]}
-            torch.save(model.state_dict(), best_path)
+            _save_atomic(model.state_dict(), best_path)
             bad_epochs = 0
         else:
             bad_epochs += 1
         log(_epoch_line(history[-1], improved))
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
-                    "bad_epochs": bad_epochs, "config": config.to_dict(),
-                    "seconds": time.time() - t_start}, ckpt_path)
         if deadline and time.time() > deadline:
             stopped_by = "time_budget"
-            break
-        if val and bad_epochs >= config.patience:
+        elif val and bad_epochs >= config.patience:
             stopped_by = "early_stopping"
+        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
+                      "bad_epochs": bad_epochs, "config": _resume_key(config), "data": fingerprint,
+                      "stopped_by": stopped_by, "rng": torch.get_rng_state(),
+                      "seconds": time.time() - t_start}, ckpt_path)
+        if stopped_by != "epochs":
             break
 
     train_seconds = time.time() - t_start
@@ -232,54 +248,48 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
         prefix, suffix = model.backbone, model.head
     elif config.mode == "finetune" and from_block != 0:
         prefix, suffix = model.trunk_split(from_block)
-    else:
-        prefix = suffix = None
-
-    if prefix is None:  # streaming: the whole network learns from freshly augmented photos
+    else:  # streaming: the whole network learns from freshly augmented photos
         side = decode_side(pre)
         train_loader = make_loader(LabelledPhotos(train, class_to_idx, train_preset(pre), side),
-                                   config.batch_size, True, config.workers, config.seed)
+                                   config.batch_size, True, config.workers, config.seed, drop_last=True)
         val_loader = make_loader(LabelledPhotos(val, class_to_idx, eval_preset(pre), side),
                                  config.batch_size, False, config.workers)
-        if config.mode == "finetune":
-            head = list(model.head.parameters())
-            head_ids = {id(p) for p in head}
-            body = [p for p in model.parameters() if id(p) not in head_ids]
-            groups = [(body, config.lr * config.backbone_lr_scale), (head, config.lr)]
-        else:
-            groups = [(list(model.parameters()), config.lr)]
         log(f"training the whole {config.model} ({config.mode}) on {len(train)} photos, streaming")
-        return model, groups, train_loader, val_loader
+        return model, _lr_groups(model, list(model.parameters()), config), train_loader, val_loader
 
     for p in model.parameters():
         p.requires_grad_(False)
     trainable_params = list(_own_parameters(suffix))
     for p in trainable_params:
         p.requires_grad_(True)
-    threads = config.threads or torch.get_num_threads()
     key_parts = dict(model=config.model, weights=config.weights, block=from_block, mode=config.mode,
                      pre=pre.to_dict(), seed=config.seed)
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    views = {}
+    batches = {}
     for name, samples, n_views in (("train", train, config.views), ("val", val, 0)):
         if not samples:
             continue
         key = cache_key(split=name, photos=photos_fingerprint(samples), **key_parts)
-        views[name] = cached_views(prefix, samples, class_to_idx, pre, n_views, key, cache_dir,
-                                   config.seed, threads, config.workers)
-    labels = {n: np.array([class_to_idx[s.label] for s in ss]) for n, ss in (("train", train), ("val", val))}
-    # Epoch e trains on augmented view e (cycling); the clean view joins the cycle as well.
-    train_batches = _CachedBatches(views["train"][1:] + views["train"][:1], labels["train"],
-                                   config.batch_size, True, config.seed)
-    val_batches = _CachedBatches(views["val"][:1], labels["val"], 128, False, 0) if val else []
+        views, ok = cached_views(prefix, samples, class_to_idx, pre, n_views, key, cache_dir, config.seed,
+                                 config.threads or torch.get_num_threads(), config.workers)
+        labels = np.array([class_to_idx[s.label] for s in samples])
+        if name == "train":  # epoch e trains on augmented view e (cycling), the clean view last
+            batches[name] = _CachedBatches(views[1:] + views[:1], labels, np.flatnonzero(ok),
+                                           config.batch_size, True, config.seed)
+        else:
+            batches[name] = _CachedBatches(views[:1], labels, np.flatnonzero(ok), 128, False, 0)
     n_train = sum(p.numel() for p in trainable_params)
     log(f"training {n_train / 1e6:.2f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
         f"parameters of {config.model} ({config.mode}) on cached frozen-prefix outputs")
+    return suffix, _lr_groups(model, trainable_params, config), batches["train"], batches.get("val", [])
+
+
+def _lr_groups(model: Classifier, params: list, config: TrainConfig) -> list[tuple[list, float]]:
+    """The head at lr; pretrained layers at lr x backbone_lr_scale (all at lr from scratch)."""
     head_ids = {id(p) for p in model.head.parameters()}
-    body = [p for p in trainable_params if id(p) not in head_ids]
-    head = [p for p in trainable_params if id(p) in head_ids]
-    groups = [(body, config.lr * config.backbone_lr_scale), (head, config.lr)]
-    return suffix, groups, train_batches, val_batches
+    scale = 1.0 if config.mode == "scratch" else config.backbone_lr_scale
+    return [([p for p in params if id(p) not in head_ids], config.lr * scale),
+            ([p for p in params if id(p) in head_ids], config.lr)]
 
 
 def _own_parameters(module: nn.Module):
@@ -298,19 +308,48 @@ def _count(batches) -> int:
     return batches.n if hasattr(batches, "n") else len(batches.dataset)
 
 
-def _resume(path: Path, config: TrainConfig, model, optimizer, scheduler, log) -> dict:
+# Settings that change how a run computes nothing, so a resumed run may differ in them.
+_OPERATIONAL = ("workers", "threads", "cache_dir", "max_minutes")
+
+
+def _resume_key(config: TrainConfig) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in _OPERATIONAL}
+
+
+def _resume(path: Path, config: TrainConfig, fingerprint: dict, model, optimizer, scheduler, log) -> dict:
+    """The saved state of an interrupted run with the same settings and the same photos."""
     fresh = {"epoch": 0, "history": [], "best": None, "bad_epochs": 0, "seconds": 0.0}
     if not path.exists():
         return fresh
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("config") != config.to_dict():
-        log(f"{path}: checkpoint was made with other settings; starting afresh")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a checkpoint from an older version, or a damaged file
+        log(f"{path}: unreadable checkpoint ({type(e).__name__}); starting afresh")
+        return fresh
+    if ckpt.get("config") != _resume_key(config) or ckpt.get("data") != fingerprint:
+        log(f"{path}: checkpoint was made with other settings or photos; starting afresh")
         return fresh
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"])
     log(f"resuming from {path} after epoch {ckpt['epoch']}")
     return ckpt
+
+
+def _save_atomic(obj, path: Path) -> None:
+    """An interrupted save leaves the previous file intact, never a truncated one."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _set_epoch(batches, epoch: int, seed: int) -> None:
+    """Each epoch its own shuffle and augmentation draw, the same on a resumed run."""
+    if isinstance(batches, _CachedBatches):
+        batches.epoch = epoch
+    else:
+        batches.generator.manual_seed(seed + epoch)
 
 
 def _epoch_line(h: dict, improved: bool) -> str:

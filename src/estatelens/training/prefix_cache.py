@@ -22,14 +22,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..bundle import export_onnx
+from ..bundle import estatelens_home, export_onnx
 from ..data.dataset import Sample
 from ..data.loader import LabelledPhotos, make_loader
 from ..data.transforms import Preprocessing, decode_side, eval_preset, train_preset
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ESTATELENS_HOME", Path.home() / ".cache" / "estatelens")) / "prefix-cache"
+    return estatelens_home() / "prefix-cache"
 
 
 def cache_key(**parts) -> str:
@@ -63,19 +63,29 @@ class PrefixRunner:
 
 def cached_views(prefix: nn.Module, samples: Sequence[Sample], class_to_idx: dict[str, int],
                  pre: Preprocessing, n_views: int, key: str, cache_dir: Path, seed: int,
-                 threads: int, workers: int, batch_size: int = 64) -> list[np.ndarray]:
-    """[clean view, augmented view 1..n] for `samples`, as float16 arrays (N, ...), memory-mapped."""
+                 threads: int, workers: int, batch_size: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
+    """([clean view, augmented view 1..n] as float16 arrays (N, ...), memory-mapped;
+    ok (N,) bool: False for photos that failed to decode in any view, whose rows are empty)."""
     cache_dir = Path(cache_dir) / key
     cache_dir.mkdir(parents=True, exist_ok=True)
     files = [cache_dir / f"view{v}.npy" for v in range(n_views + 1)]
-    missing = [v for v, f in enumerate(files) if not f.exists()]
+    missing = [v for v, f in enumerate(files) if not (f.exists() and _ok_file(f).exists())]
     if missing:
         runner = PrefixRunner(prefix.eval(), pre.size, threads)
         for v in missing:
             transform = eval_preset(pre) if v == 0 else train_preset(pre)
-            _compute_view(runner, samples, class_to_idx, transform, decode_side(pre), files[v],
-                          seed * 1000 + v, workers, batch_size, f"view {v}/{n_views}" if v else "clean view")
-    return [np.load(f, mmap_mode="r") for f in files]
+            # A private RNG stream, so the training run's randomness does not depend on cache hits.
+            with torch.random.fork_rng():
+                _compute_view(runner, samples, class_to_idx, transform, decode_side(pre), files[v],
+                              seed * 1000 + v, workers, batch_size, f"view {v}/{n_views}" if v else "clean view")
+    ok = np.ones(len(samples), dtype=bool)
+    for f in files:
+        ok &= np.load(_ok_file(f))
+    return [np.load(f, mmap_mode="r") for f in files], ok
+
+
+def _ok_file(view_file: Path) -> Path:
+    return view_file.with_name(view_file.stem + ".ok.npy")
 
 
 def _compute_view(runner: PrefixRunner, samples, class_to_idx, transform, side: int, out: Path,
@@ -84,6 +94,7 @@ def _compute_view(runner: PrefixRunner, samples, class_to_idx, transform, side: 
     ds = LabelledPhotos(samples, class_to_idx, transform, side)
     loader = make_loader(ds, batch_size, shuffle=False, workers=workers, seed=seed)
     arr = None
+    ok = np.zeros(len(ds), dtype=bool)
     tmp = out.with_suffix(".tmp.npy")
     t0 = time.time()
     with tqdm(total=len(ds), desc=f"caching {desc}", unit="photo") as bar:
@@ -95,10 +106,12 @@ def _compute_view(runner: PrefixRunner, samples, class_to_idx, transform, side: 
             if arr is None:
                 arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(ds), *y.shape[1:]))
             arr[idx.numpy()] = y.astype(np.float16)
+            ok[idx.numpy()] = True
             bar.update(len(idx))
             bar.set_postfix(img_s=f"{bar.n / max(1e-9, time.time() - t0):.0f}")
     if arr is None:
         raise ValueError("no photo could be decoded for the feature cache")
     arr.flush()
     del arr
+    np.save(_ok_file(out), ok)
     tmp.replace(out)

@@ -134,7 +134,7 @@ def cmd_train(args) -> int:
         title=f"{config.model} ({config.mode}) on {args.data}: {test_split} split", history=result.history,
         json_path=out / "metrics.json", workers=args.workers,
         summary={"model": config.model, "mode": config.mode, "evaluated on": f"{test_split} split",
-                 "best epoch": result.best_epoch, "best val accuracy": result.best_val_accuracy,
+                 "best epoch": result.best_epoch, "best val accuracy": None if result.best_val_accuracy is None else round(result.best_val_accuracy, 4),
                  "training seconds": round(result.train_seconds, 1), "stopped by": result.stopped_by,
                  "photos per split": summary["per_split"], "leaked duplicates": summary["leakage"],
                  "config": config.to_dict()})

@@ -207,7 +207,7 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
         log(_epoch_line(history[-1], improved))
         if deadline and time.time() > deadline:
             stopped_by = "time_budget"
-        elif val and bad_epochs >= config.patience:
+        elif val and bad_epochs >= config.patience and epoch < config.epochs:
             stopped_by = "early_stopping"
         _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,

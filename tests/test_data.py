@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from collections import defaultdict
 
@@ -182,3 +183,12 @@ def test_merge_val_trains_on_train_and_val_and_keeps_test_apart(tmp_path):
     assert len(merged.split("train")) + len(merged.split("val")) == 48
     assert len(merged.split("val")) == 6  # 1/9 of 24 per class, stratified
     assert any("/val/" in s.path for s in merged.split("train"))
+
+
+def test_a_moved_dataset_keeps_its_split(tmp_path):
+    from conftest import make_stripes_dataset
+
+    a = load_collection(make_stripes_dataset(tmp_path / "here", per_class=20), progress=False)
+    b = load_collection(make_stripes_dataset(tmp_path / "elsewhere" / "deeper", per_class=20), progress=False)
+    split_of = lambda col, root: {os.path.relpath(s.path, root): s.split for s in col.samples}  # noqa: E731
+    assert split_of(a, tmp_path / "here") == split_of(b, tmp_path / "elsewhere" / "deeper")

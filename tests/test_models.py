@@ -7,8 +7,8 @@ import torch
 
 from estatelens.models import create_model, get_spec, list_models
 
-# Smallest sizes the architectures accept (Inception's auxiliary head needs a 17x17 map).
-TINY_SIZE = {"inception_v3": 160, "alexnet": 64, "vgg11": 32, "vgg16": 32}
+# Smallest sizes the architectures accept (Inception's auxiliary head needs its 17x17 map).
+TINY_SIZE = {"inception_v3": 299, "alexnet": 64, "vgg11": 32, "vgg16": 32}
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -14,7 +14,7 @@ from estatelens.training.engine import fit
 
 
 def _config(tmp_path, **kw):
-    base = dict(model="roomnet", mode="scratch", epochs=8, batch_size=16, lr=3e-3, image_size=64,
+    base = dict(model="roomnet", mode="scratch", epochs=12, batch_size=8, lr=3e-3, image_size=64,
                 workers=0, warmup_epochs=0.5, cache_dir=str(tmp_path / "cache"), patience=20)
     base.update(kw)
     return TrainConfig.from_dict(base)
@@ -22,7 +22,7 @@ def _config(tmp_path, **kw):
 
 def test_scratch_training_learns_a_two_class_problem(tmp_path, stripes_dataset):
     col = load_collection(stripes_dataset, progress=False)
-    result = fit(col, tmp_path / "run", _config(tmp_path), log=lambda s: None)
+    result = fit(col, tmp_path / "run", _config(tmp_path, epochs=30), log=lambda s: None)
     metrics = evaluate_bundle(result.bundle, col.split("test") + col.split("val"), progress=False, workers=0)
     assert metrics["accuracy"] > 0.9, metrics["accuracy"]
     assert len(result.history) >= 1 and result.history[0]["train_loss"] > result.history[-1]["train_loss"]

@@ -88,7 +88,7 @@ def load_collection(source: str | os.PathLike, *, validate: bool = True, min_sid
         skipped += bad
     classes = sorted({s.label for s in samples})
     if assign:
-        samples = assign_splits(samples, fractions, seed)
+        samples = assign_splits(samples, fractions, seed, root=source if source.is_dir() else source.parent)
     return PhotoCollection(str(source), classes, samples, skipped, find_leakage(samples, hashes), hashes)
 
 
@@ -165,13 +165,15 @@ def _validate(samples: list[Sample], min_side: int, workers: int, progress: bool
     return good, bad, hashes
 
 
-def assign_splits(samples: list[Sample], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> list[Sample]:
+def assign_splits(samples: list[Sample], fractions=DEFAULT_FRACTIONS, seed: int = 0,
+                  root: str | os.PathLike | None = None) -> list[Sample]:
     """Give every sample a split.
 
     - all samples already split, with a val split: kept as they are;
     - split but no val (e.g. only train/ and test/): val is carved out of train;
     - none split: stratified by class (or by group, when groups are given) into train/val/test.
     Mixed (some rows with a split, some without) is an error, since no choice would be safe.
+    Photos are named relative to `root` when given, so a moved dataset keeps its split.
     """
     if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
@@ -184,16 +186,17 @@ def assign_splits(samples: list[Sample], fractions=DEFAULT_FRACTIONS, seed: int 
         train = [s for s in samples if s.split == "train"]
         rest = [s for s in samples if s.split != "train"]
         val_share = fractions[1] / (fractions[0] + fractions[1])
-        carved = _split_stratified(train, (1 - val_share, val_share, 0.0), seed)
+        carved = _split_stratified(train, (1 - val_share, val_share, 0.0), seed, root)
         return carved + rest
-    return _split_stratified(samples, fractions, seed)
+    return _split_stratified(samples, fractions, seed, root)
 
 
-def _split_stratified(samples: list[Sample], fractions, seed: int) -> list[Sample]:
+def _split_stratified(samples: list[Sample], fractions, seed: int, root) -> list[Sample]:
     # Units are groups when groups are given (so a group never straddles splits), else photos.
     units: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
-        units[f"group:{s.group}" if s.group is not None else f"path:{s.path}"].append(s)
+        name = os.path.relpath(s.path, root) if root else s.path
+        units[f"group:{s.group}" if s.group is not None else f"path:{name}"].append(s)
     by_class: dict[str, list[str]] = defaultdict(list)
     for key, members in units.items():
         label = Counter(m.label for m in members).most_common(1)[0][0]
@@ -231,7 +234,8 @@ def merge_val_into_train(collection: PhotoCollection, fractions=DEFAULT_FRACTION
     """Train on the published train and val splits together; validation photos for early
     stopping are then carved out of them (stratified), and test stays as it is."""
     merged = [replace(s, split="train") if s.split == "val" else s for s in collection.samples]
-    collection.samples = assign_splits(merged, fractions, seed)
+    source = Path(collection.source)
+    collection.samples = assign_splits(merged, fractions, seed, root=source if source.is_dir() else source.parent)
     collection.leakage = find_leakage(collection.samples, collection.hashes)
     return collection
 

@@ -1,6 +1,6 @@
 """A RoomNet-style network (seed 001): a tiny CNN built from convolution blocks, residual blocks of
 convolution blocks, and a dense block that classifies the pooled features. Trained from scratch;
-about 0.2 M parameters (under 1 MB of float32 weights), like the published 700 KB model.
+0.25 M parameters (under 1 MB of float32 weights), like the published 700 KB model.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class ResidualBlock(nn.Module):
 class RoomNet(nn.Module):
     """`forward` returns the pooled embedding; `estatelens.models.Classifier` adds the dense block."""
 
-    def __init__(self, widths: tuple[int, ...] = (24, 32, 48, 64, 96), dropout: float = 0.1):
+    def __init__(self, widths: tuple[int, ...] = (24, 32, 48, 64, 80), dropout: float = 0.1):
         super().__init__()
         layers: list[nn.Module] = [ConvBlock(3, 16, 3, 2), ConvBlock(16, widths[0], 3, 2)]
         cin = widths[0]

@@ -9,7 +9,6 @@ import argparse
 import datetime
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 

@@ -112,3 +112,12 @@ def test_one_class_is_refused(tmp_path, stripes_dataset):
 def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_a_run_stopped_by_its_time_budget_goes_on_when_rerun(tmp_path, stripes_dataset):
+    col = load_collection(stripes_dataset, progress=False)
+    cfg = _config(tmp_path, epochs=4, max_minutes=1e-6)  # the budget runs out within the first epoch
+    first = fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    assert first.stopped_by == "time_budget" and len(first.history) == 1
+    rerun = fit(col, tmp_path / "run", _config(tmp_path, epochs=4), log=lambda s: None)
+    assert rerun.stopped_by == "epochs" and [h["epoch"] for h in rerun.history] == [1, 2, 3, 4]

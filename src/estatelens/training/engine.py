@@ -185,7 +185,9 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     state = _resume(ckpt_path, config, fingerprint, model, optimizer, scheduler, log)
     history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
     deadline = time.time() + 60 * config.max_minutes if config.max_minutes else None
-    stopped_by, t_start = state.get("stopped_by", "epochs"), time.time() - state["seconds"]
+    # An early-stopped run is finished; one stopped by the time budget goes on when rerun.
+    stopped_by = "early_stopping" if state.get("stopped_by") == "early_stopping" else "epochs"
+    t_start = time.time() - state["seconds"]
     first_epoch = config.epochs + 1 if stopped_by == "early_stopping" else state["epoch"] + 1
 
     for epoch in range(first_epoch, config.epochs + 1):
@@ -220,7 +222,11 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     train_seconds = time.time() - t_start
     model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
     model.eval()
-    temperature = fit_temperature(**_val_logits(trainable, val_batches)) if val else 1.0
+    if val:
+        scored = evaluate(trainable, val_batches)
+        temperature = fit_temperature(scored["logits"], scored["labels"])
+    else:
+        temperature = 1.0
     log(f"calibration: temperature {temperature:.3f} fitted on {len(val)} validation photos")
     bundle = save_bundle(out_dir / "model", model, classes, pre, {
         "model": config.model, "mode": config.mode, "config": config.to_dict(),
@@ -231,11 +237,6 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     }, temperature=temperature)
     return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds + prepare_seconds,
                      stopped_by, model)
-
-
-def _val_logits(model: nn.Module, batches) -> dict:
-    out = evaluate(model, batches)
-    return {"logits": out["logits"], "labels": out["labels"]}
 
 
 def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log):

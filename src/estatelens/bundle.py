@@ -54,6 +54,16 @@ def export_onnx(model: nn.Module, size: int, path: str | os.PathLike, softmax: b
     return path
 
 
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session with all graph optimisations; `threads` defaults to all cores."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 @dataclass
 class ModelBundle:
     path: Path
@@ -68,12 +78,7 @@ class ModelBundle:
 
     def session(self, threads: int | None = None):
         if self._session is None:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])
+            self._session = onnx_session(self.onnx_path, threads)
         return self._session
 
     def transform(self):

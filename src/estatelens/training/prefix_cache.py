@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..bundle import estatelens_home, export_onnx
+from ..bundle import estatelens_home, export_onnx, onnx_session
 from ..data.dataset import Sample
 from ..data.loader import LabelledPhotos, make_loader
 from ..data.transforms import Preprocessing, decode_side, eval_preset, train_preset
@@ -48,13 +48,9 @@ class PrefixRunner:
     """Runs a frozen module through ONNX Runtime (exported once)."""
 
     def __init__(self, prefix: nn.Module, size: int, threads: int):
-        import onnxruntime as ort
-
         self._dir = tempfile.TemporaryDirectory(prefix="estatelens-prefix-")
         path = export_onnx(prefix, size, Path(self._dir.name) / "prefix.onnx", softmax=False)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> np.ndarray:

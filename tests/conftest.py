@@ -81,3 +81,16 @@ def has_shared_data() -> bool:
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def stripes_bundle(tmp_path_factory) -> Path:
+    """A small RoomNet trained from scratch to tell horizontal from vertical stripes (64 px)."""
+    from estatelens.cli import main
+
+    root = tmp_path_factory.mktemp("stripes-model")
+    data = make_stripes_dataset(root / "data", per_class=30, splits=True)
+    assert main(["train", str(data), "--model", "roomnet", "--mode", "scratch", "--epochs", "12",
+                 "--image-size", "64", "--batch-size", "8", "--workers", "0", "--out", str(root / "run"),
+                 "--cache-dir", str(root / "cache")]) == 0
+    return root / "run" / "model.estatelens"

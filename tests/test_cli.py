@@ -13,7 +13,7 @@ from conftest import make_stripes_dataset, write_broken_files
 
 
 def test_help_explains_every_command(capsys):
-    for command in ("train", "evaluate", "predict", "models"):
+    for command in ("tag", "train", "evaluate", "predict", "quantize", "models"):
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])
         assert e.value.code == 0

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The main job, on a fresh machine: set up, then train a room-type classifier on a slice of
-# ../shared/data/rooms-web (60 photos per class and split: EfficientNet-Lite0 features with a new
-# head, a minute or two on 2 cores) and print where the report is.
+# The main job, on a fresh machine: set up, then tag listing photos with the bundled room-type
+# model. By default it tags ../shared/data/houses/photos into runs/demo/tags.xlsx and links each
+# photo into runs/demo/by-room/<room type>/. Usage: bash tools/demo.sh [PHOTOS...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
 cd "$ROOT"
-DATA="${1:-$ROOT/../shared/data/rooms-web}"
-exec estatelens train "$DATA" --model efficientnet_lite0 --mode features --max-per-class 60 --out runs/demo
+if [ "$#" -eq 0 ]; then set -- "$ROOT/../shared/data/houses/photos"; fi
+exec estatelens tag "$@" --out runs/demo/tags.xlsx --sort-into runs/demo/by-room --link

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from . import __version__
 
+DEFAULT_MODEL = "rooms"  # the bundled room-type model (src/estatelens/bundled/rooms.estatelens)
+
 EPILOG = """examples:
+  estatelens tag ../shared/data/houses/photos --out tags.xlsx
+  estatelens tag photos/ --out tags.csv --sort-into sorted/ --min-confidence 0.6
   estatelens train ../shared/data/rooms-web --mode features --out runs/rooms-features
   estatelens evaluate ../shared/data/rooms-web/test --model runs/rooms-features/model.estatelens --json m.json
   estatelens predict photo.jpg --model imagenet-lite0
@@ -43,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a classifier on labelled photos (transfer learning)",
                        description=(
         "Train a classifier on DATA: a folder of class subfolders (optionally under train/val/test) "
-        "or a CSV path,label[,split][,group]. Photos are checked first; unusable ones are listed in the "
+        "or a CSV path,label[,split][,group]; several DATA sources are combined, each split its own "
+        "way. Photos are checked first; unusable ones are listed in the "
         "report and left out. Writes OUT/model.estatelens (the bundle), OUT/report/report.html and "
         "OUT/metrics.json (test split). Rerunning the same command resumes an interrupted run."))
-    t.add_argument("data", help="folder of class subfolders, or a CSV of path,label[,split][,group]")
+    t.add_argument("data", nargs="+", help="folder of class subfolders, or a CSV of path,label[,split][,group]")
     t.add_argument("--model", default="efficientnet_lite0", help="registered model name (see `estatelens models`)")
     t.add_argument("--mode", choices=["features", "finetune", "scratch"], default="finetune", help=(
         "features: frozen backbone, only the classifier learns on cached embeddings; finetune: the "
@@ -81,6 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
         "out of them (stratified, seeded); the test split stays held apart"))
     t.set_defaults(func=cmd_train)
 
+    g = sub.add_parser("tag", help="tag listing photos with their room type (the main job)", description=(
+        "Tag every photo in PATH... (files, folders searched recursively, or .txt files listing one "
+        "path per line) with the room type the model sees, its probability, the top-3 classes, and the "
+        "photo's size. Unusable files (corrupt, truncated, empty, not images) get a row saying why, and "
+        "the run goes on. The output format follows the extension of --out: .xlsx (a spreadsheet with a "
+        "filtering header row), .csv, .json, .jsonl or .parquet (needs pyarrow). An interrupted run "
+        "(Ctrl-C, crash) loses nothing: rerun the same command and it resumes where it stopped."),
+        epilog=("examples:\n  estatelens tag listing-photos/ --out tags.xlsx\n"
+                "  estatelens tag a.jpg b.jpg --out tags.json\n"
+                "  estatelens tag photos/ --out tags.csv --sort-into by-room/ --link --min-confidence 0.6"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("paths", nargs="+", metavar="PATH", help="photo, folder, or .txt list of paths")
+    g.add_argument("--out", default="tags.xlsx", help="output file: .xlsx, .csv, .json, .jsonl or .parquet (default tags.xlsx)")
+    g.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
+    g.add_argument("--sort-into", metavar="DIR", help=(
+        "also place each photo under DIR/<room type>/ (a copy unless --link); a different file of the "
+        "same name already there is never overwritten (the new one gets a -2, -3... suffix)"))
+    g.add_argument("--link", nargs="?", const="hard", choices=["hard", "symbolic"], help=(
+        "with --sort-into: link instead of copying (hard links by default, falling back to a copy "
+        "across file systems; --link symbolic for symbolic links)"))
+    g.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help=(
+        "photos whose top probability is below P get room type 'uncertain' (and go to DIR/uncertain)"))
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--workers", type=int, default=2, help="photo decoding threads")
+    g.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    g.add_argument("--restart", action="store_true", help="ignore what an interrupted run left and start over")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_tag)
+
     e = sub.add_parser("evaluate", help="score a model bundle on labelled photos", description=(
         "Score MODEL on DATA (either layout of `train`). Writes --json (n, accuracy, top2_accuracy, "
         "per_class, confusion, skipped, ...) and an HTML report."))
@@ -100,13 +134,50 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top", type=int, default=5)
     pr.set_defaults(func=cmd_predict)
 
+    q = sub.add_parser("quantize", help="make an int8 copy of a model bundle (about twice as fast on CPU)",
+                       description=(
+        "Quantise MODEL's network to int8 with ONNX Runtime (static, per-channel), calibrated on photos "
+        "from the training split of DATA, and write the result as a new bundle. Check it with "
+        "`estatelens evaluate` against the float bundle before shipping it."))
+    q.add_argument("model", help="bundle folder or bundled model name")
+    q.add_argument("--calibration", nargs="+", required=True, metavar="DATA",
+                   help="labelled photos (either layout of `train`); their train split is used")
+    q.add_argument("--photos", type=int, default=320, help="calibration photos, spread over the classes")
+    q.add_argument("--out", required=True, help="output bundle folder (NAME.estatelens)")
+    q.add_argument("--weights", choices=["fp16", "keep", "none"], default="fp16",
+                   help="what to do with weights.pt: half precision (default), keep, or leave out")
+    q.set_defaults(func=cmd_quantize)
+
     m = sub.add_parser("models", help="list the registered model names")
     m.set_defaults(func=cmd_models)
     return p
 
 
+def cmd_tag(args) -> int:
+    from .bundle import load_bundle
+    from .tagging import TagJob, run_tagging
+
+    if args.link and not args.sort_into:
+        raise ValueError("--link only makes sense with --sort-into DIR")
+    bundle = load_bundle(args.model)
+    bundle.session(args.threads)
+    job = TagJob(inputs=args.paths, out=args.out, sort_into=args.sort_into, link=args.link,
+                 min_confidence=args.min_confidence, batch_size=args.batch_size, workers=args.workers,
+                 restart=args.restart, progress=not args.quiet)
+    s = run_tagging(bundle, job)
+    print(f"{s.n_rows} files: {s.n_ok} tagged, {s.n_skipped} skipped"
+          + (f" ({s.n_resumed} from the interrupted run)" if s.n_resumed else "")
+          + f"; {s.photos_per_second:.0f} photos/s this run")
+    if s.per_class:
+        print("  " + ", ".join(f"{k} {v}" for k, v in s.per_class.items()))
+    for path, reason in s.skipped_examples:
+        print(f"  skipped {path}: {reason}")
+    print(f"output: {s.out}")
+    return 0
+
+
 def cmd_train(args) -> int:
-    from .data.dataset import load_collection, merge_val_into_train, slice_per_class
+    from .data.dataset import combine_collections, load_collection, merge_val_into_train, slice_per_class
     from .evaluation.evaluate import evaluate_bundle
     from .training.config import TrainConfig
     from .training.engine import fit
@@ -115,10 +186,12 @@ def cmd_train(args) -> int:
             "label_smoothing", "warmup_epochs", "schedule", "patience", "seed", "image_size",
             "train_from_block", "views", "weights", "workers", "threads", "bf16", "max_minutes", "cache_dir"]
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys})
-    out = Path(args.out or f"runs/{Path(args.data).stem}-{config.model}-{config.mode}")
-    collection = load_collection(args.data, seed=args.split_seed, workers=args.workers + 2)
-    if args.merge_val:
-        collection = merge_val_into_train(collection, seed=args.split_seed)
+    out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
+    parts = []
+    for source in args.data:
+        part = load_collection(source, seed=args.split_seed, workers=args.workers + 2)
+        parts.append(merge_val_into_train(part, seed=args.split_seed) if args.merge_val else part)
+    collection = combine_collections(parts)
     if args.max_per_class:
         collection = slice_per_class(collection, args.max_per_class)
     summary = collection.summary()
@@ -130,7 +203,7 @@ def cmd_train(args) -> int:
     test_split = "test" if collection.split("test") else "val"
     metrics = evaluate_bundle(
         result.bundle, collection.split(test_split), skipped=collection.skipped, report_dir=out / "report",
-        title=f"{config.model} ({config.mode}) on {args.data}: {test_split} split", history=result.history,
+        title=f"{config.model} ({config.mode}) on {' + '.join(args.data)}: {test_split} split", history=result.history,
         json_path=out / "metrics.json", workers=args.workers,
         summary={"model": config.model, "mode": config.mode, "evaluated on": f"{test_split} split",
                  "best epoch": result.best_epoch, "best val accuracy": None if result.best_val_accuracy is None else round(result.best_val_accuracy, 4),
@@ -144,6 +217,18 @@ def cmd_train(args) -> int:
           f"stopped by {result.stopped_by}")
     print(f"model:  {result.bundle.path}")
     print(f"report: {metrics['report']}")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from .data.dataset import combine_collections, load_collection
+    from .quantize import pick_calibration, quantize_bundle
+
+    collection = combine_collections([load_collection(d, workers=4) for d in args.calibration])
+    photos = pick_calibration(collection.split("train") or collection.samples, args.photos)
+    bundle = quantize_bundle(args.model, args.out, photos, weights=args.weights)
+    size = sum(f.stat().st_size for f in bundle.path.iterdir()) / 1e6
+    print(f"int8 bundle: {bundle.path} ({size:.1f} MB, calibrated on {len(photos)} photos)")
     return 0
 
 

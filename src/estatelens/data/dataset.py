@@ -2,7 +2,10 @@
 
 Two layouts are read:
 - a folder of class subfolders, optionally under split folders (train/val/test);
-- a CSV with columns `path,label[,split][,group]`, paths relative to the CSV's folder.
+- a CSV with columns `path,label[,split][,group]`, paths relative to the CSV's folder (`room`,
+  `class` or `category` are read as the label; `listing_id` or `house_id` as the group).
+
+Several sources can be combined into one collection (`combine_collections`), each split its own way.
 
 Every file is decoded once before training; unusable files are listed with the reason and left
 out. Where no split is given, photos are split deterministically (seeded, stratified by class,
@@ -27,6 +30,8 @@ SPLITS = ("train", "val", "test")
 _SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                   "validation": "val", "test": "test", "testing": "test"}
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+LABEL_COLUMNS = ("label", "room", "class", "category")
+GROUP_COLUMNS = ("group", "listing_id", "house_id")
 
 
 @dataclass(frozen=True)
@@ -123,18 +128,20 @@ def read_csv(csv_path: Path) -> tuple[list[Sample], list[dict]]:
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         cols = {c.strip().lower(): c for c in reader.fieldnames or []}
-        if "path" not in cols or "label" not in cols:
+        label_col = next((cols[c] for c in LABEL_COLUMNS if c in cols), None)
+        group_col = next((cols[c] for c in GROUP_COLUMNS if c in cols), "")
+        if "path" not in cols or label_col is None:
             raise ValueError(f"{csv_path}: needs columns path,label[,split][,group]; found {reader.fieldnames}")
         samples, skipped = [], []
         for i, row in enumerate(reader, start=2):
-            path, label = (row[cols["path"]] or "").strip(), (row[cols["label"]] or "").strip()
+            path, label = (row[cols["path"]] or "").strip(), (row[label_col] or "").strip()
             if not path or not label:
                 skipped.append({"path": path or f"{csv_path}:{i}", "reason": f"row {i}: empty path or label"})
                 continue
             split = (row.get(cols.get("split", ""), "") or "").strip().lower() or None
             if split is not None and split not in _SPLIT_ALIASES:
                 raise ValueError(f"{csv_path} row {i}: split {split!r} is not one of train/val/test")
-            group = (row.get(cols.get("group", ""), "") or "").strip() or None
+            group = (row.get(group_col, "") or "").strip() or None
             full = Path(path) if Path(path).is_absolute() else base / path
             samples.append(Sample(str(full), label, _SPLIT_ALIASES.get(split) if split else None, group))
     return samples, skipped
@@ -238,6 +245,18 @@ def merge_val_into_train(collection: PhotoCollection, fractions=DEFAULT_FRACTION
     collection.samples = assign_splits(merged, fractions, seed, root=source if source.is_dir() else source.parent)
     collection.leakage = find_leakage(collection.samples, collection.hashes)
     return collection
+
+
+def combine_collections(collections: list[PhotoCollection]) -> PhotoCollection:
+    """One collection from several already split ones (e.g. two datasets with different layouts);
+    classes are the union, and leakage is looked for across all of them."""
+    if len(collections) == 1:
+        return collections[0]
+    samples = [s for c in collections for s in c.samples]
+    hashes = {k: v for c in collections for k, v in c.hashes.items()}
+    return PhotoCollection(" + ".join(c.source for c in collections), sorted({s.label for s in samples}),
+                           samples, [x for c in collections for x in c.skipped],
+                           find_leakage(samples, hashes), hashes)
 
 
 def slice_per_class(collection: PhotoCollection, n: int) -> PhotoCollection:

@@ -46,6 +46,15 @@ def open_rgb(path: str | os.PathLike | BinaryIO, min_side: int | None = None) ->
     times faster than a full decode followed by a resize.
     Raises `PhotoError` for every way a file can fail to be a usable photo.
     """
+    return read_photo(path, min_side)[0]
+
+
+# EXIF orientations 5 to 8 turn the photo by 90 degrees, so width and height swap.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def read_photo(path: str | os.PathLike | BinaryIO, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """`open_rgb`, plus the photo's full (width, height) as a viewer shows it, before draft decoding."""
     if not hasattr(path, "read"):  # a path; file-like objects (bytes already read) pass through
         path = Path(path)
     try:
@@ -54,17 +63,21 @@ def open_rgb(path: str | os.PathLike | BinaryIO, min_side: int | None = None) ->
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                w, h = im.size
                 if min_side and im.format == "JPEG":
-                    w, h = im.size
                     scale = min_side / max(1, min(w, h))
                     im.draft("RGB", (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
                 im.load()
+                if im.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+                    w, h = h, w
                 im = ImageOps.exif_transpose(im)
-                return _to_rgb(im)
+                return _to_rgb(im), (w, h)
     except PhotoError:
         raise
     except FileNotFoundError:
         raise PhotoError(path, "file not found") from None
+    except IsADirectoryError:
+        raise PhotoError(path, "a folder, not a photo") from None
     except UnidentifiedImageError:
         raise PhotoError(path, "not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

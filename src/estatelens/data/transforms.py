@@ -5,11 +5,12 @@ greyscale and low-resolution augmentation to the usual crop, flip and colour jit
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
-
-from dataclasses import dataclass
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -63,6 +64,27 @@ class RandomLowResolution:
 def decode_side(pre: Preprocessing) -> int:
     """Short side a photo must be decoded at: enough for the resize before the centre crop."""
     return int(round(pre.size / pre.crop_fraction))
+
+
+def eval_array(im: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """`eval_preset(pre)(im)` as a float32 (3, S, S) array, computed with Pillow and NumPy alone.
+
+    Same pixels as the torchvision pipeline (same resize rule, resampling and crop offsets) at
+    about a third of the cost; the tagger's decoding threads use it."""
+    side, size = decode_side(pre), pre.size
+    w, h = im.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(side * long / short)
+    new_w, new_h = (side, new_long) if w <= h else (new_long, side)
+    if (new_w, new_h) != (w, h):
+        im = im.resize((new_w, new_h), Image.BILINEAR)
+    if new_w < size or new_h < size:
+        raise ValueError(f"eval_array: resized photo {new_w}x{new_h} is smaller than the {size} px crop")
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32)
+    scale = 1.0 / (255.0 * np.asarray(pre.std, dtype=np.float32))
+    shift = np.asarray(pre.mean, dtype=np.float32) / np.asarray(pre.std, dtype=np.float32)
+    return np.ascontiguousarray((a * scale - shift).transpose(2, 0, 1))
 
 
 def _to_normalised_tensor(pre: Preprocessing) -> list:

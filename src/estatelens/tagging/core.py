@@ -1,0 +1,133 @@
+"""Streaming tagger: paths in, one row per photo out, memory flat however many photos."""
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..bundle import ModelBundle
+from ..data.images import MIN_SIDE, PhotoError, is_image_name, read_photo
+from ..data.transforms import decode_side, eval_array
+
+TOP_K = 3
+UNCERTAIN = "uncertain"
+PATH_LIST_SUFFIXES = (".txt", ".lst")
+
+
+@dataclass
+class TagRow:
+    """What the tagger says about one file; `status` is "ok" or the reason it was skipped."""
+
+    path: str
+    status: str
+    room_type: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        row = {"path": self.path, "status": self.status, "room_type": self.room_type,
+               "probability": self.probability}
+        for k in range(TOP_K):
+            name, p = self.top[k] if self.top and k < len(self.top) else (None, None)
+            row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, p
+        row["width"], row["height"] = self.width, self.height
+        return row
+
+
+def iter_input_paths(inputs: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
+    """Every file named by `inputs`, in a stable order, without building a list.
+
+    A folder is walked recursively (sorted, hidden entries skipped); a `.txt` / `.lst` file is a
+    list of paths, one per line (relative ones resolved against the list's folder; blank lines
+    and lines starting with # ignored); anything else is taken as a photo path, so a missing file
+    becomes a row that says so."""
+    skip = {os.path.abspath(p) for p in exclude}
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if not name.startswith(".") and os.path.abspath(full) not in skip:
+                        yield full
+        elif p.suffix.lower() in PATH_LIST_SUFFIXES and p.is_file():
+            with open(p, encoding="utf-8-sig") as f:
+                for line in f:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        q = Path(line)
+                        yield str(q if q.is_absolute() else p.parent / q)
+        else:
+            yield str(p)
+
+
+def _load(path: str, pre, side: int) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
+    if not is_image_name(path):
+        if not os.path.exists(path):
+            return None, None, "file not found"
+        return None, None, f"not an image file (extension '{Path(path).suffix}')"
+    try:
+        im, size = read_photo(path, side)
+    except PhotoError as e:
+        return None, None, e.reason
+    if min(size) < MIN_SIDE:
+        return None, size, f"too small ({size[0]}x{size[1]}, short side under {MIN_SIDE} px)"
+    return eval_array(im, pre), size, "ok"
+
+
+def _load_batch(paths: list[str], pre, side: int):
+    return paths, [_load(p, pre, side) for p in paths]
+
+
+def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 32, workers: int = 2,
+               min_confidence: float = 0.0) -> Iterator[TagRow]:
+    """Yield a TagRow per path, in order. Batches are decoded by `workers` threads (Pillow releases
+    the GIL) while ONNX Runtime runs the previous batch; at most workers + 1 batches are in flight.
+
+    Below `min_confidence`, room_type is "uncertain" (the top classes still say what was guessed)."""
+    pre, side = bundle.preprocessing, decode_side(bundle.preprocessing)
+    classes = bundle.classes
+    it = iter(paths)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+
+        def submit() -> bool:
+            chunk = list(islice(it, batch_size))
+            if chunk:
+                pending.append(pool.submit(_load_batch, chunk, pre, side))
+            return bool(chunk)
+
+        more = True
+        while more and len(pending) < max(1, workers) + 1:
+            more = submit()
+        while pending:
+            chunk, loaded = pending.popleft().result()
+            if more:
+                more = submit()
+            good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
+            probs = bundle.predict_batch(np.stack([loaded[i][0] for i in good])) if good else None
+            p_of = {i: probs[j] for j, i in enumerate(good)}
+            for i, (path, (_, size, status)) in enumerate(zip(chunk, loaded)):
+                w, h = size if size else (None, None)
+                if i not in p_of:
+                    yield TagRow(path, status, width=w, height=h)
+                    continue
+                p = p_of[i]
+                order = np.argsort(-p)[:TOP_K]
+                top = [(classes[k], round(float(p[k]), 4)) for k in order]
+                room, prob = top[0]
+                sure = float(p[order[0]]) >= min_confidence
+                yield TagRow(path, "ok", room if sure else UNCERTAIN, prob, top, w, h)

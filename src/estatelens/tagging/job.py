@@ -1,0 +1,219 @@
+"""A tagging run as a batch job: resumable, sorting photos into folders, writing the output file.
+
+Rows are appended to a journal (`.OUT.partial.jsonl` beside the output) after every batch. If the
+run is interrupted (Ctrl-C, a crash, a power cut), rerunning the same command reads the journal,
+skips every photo already in it and goes on; the output file is written from the journal at the
+end, and the journal is then removed.
+"""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from ..bundle import ModelBundle
+from .core import TOP_K, UNCERTAIN, TagRow, iter_input_paths, tag_photos
+from .writers import check_output_path, write_rows
+
+JOURNAL_VERSION = 1
+
+
+@dataclass
+class TagJob:
+    inputs: Sequence[str]
+    out: str
+    sort_into: str | None = None
+    link: str | None = None  # None (copy), "hard" or "symbolic"
+    min_confidence: float = 0.0
+    batch_size: int = 32
+    workers: int = 2
+    restart: bool = False
+    progress: bool = True
+
+    def settings(self, bundle: ModelBundle) -> dict:
+        """What must match for a journal to be resumed."""
+        return {"journal": JOURNAL_VERSION, "inputs": [os.path.abspath(i) for i in self.inputs],
+                "model": str(bundle.path.resolve()), "classes": bundle.classes,
+                "sort_into": os.path.abspath(self.sort_into) if self.sort_into else None,
+                "link": self.link, "min_confidence": self.min_confidence}
+
+
+@dataclass
+class TagSummary:
+    out: str
+    n_rows: int
+    n_ok: int
+    n_skipped: int
+    n_resumed: int
+    seconds: float
+    photos_per_second: float
+    per_class: dict = field(default_factory=dict)
+    skipped_examples: list = field(default_factory=list)
+
+
+def columns(sort_into: bool) -> list[str]:
+    cols = ["path", "status", "room_type", "probability"]
+    for k in range(1, TOP_K + 1):
+        cols += [f"class_{k}", f"probability_{k}"]
+    cols += ["width", "height"]
+    return cols + (["sorted_to"] if sort_into else [])
+
+
+def journal_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial.jsonl")
+
+
+def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = print) -> TagSummary:
+    out = check_output_path(job.out)
+    if job.sort_into and job.link not in (None, "hard", "symbolic"):
+        raise ValueError(f"link must be 'hard' or 'symbolic', not {job.link!r}")
+    if not 0.0 <= job.min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be between 0 and 1, got {job.min_confidence}")
+    journal = journal_path(out)
+    settings = job.settings(bundle)
+    done = _read_journal(journal, settings, job.restart, log)
+    exclude = [out, journal]
+    total = sum(1 for _ in iter_input_paths(job.inputs, exclude))
+    if total == 0:
+        raise FileNotFoundError(f"no files found in {', '.join(map(str, job.inputs))}")
+    todo = (p for p in iter_input_paths(job.inputs, exclude) if p not in done)
+    n_resumed = len(done)
+    if n_resumed:
+        log(f"resuming: {n_resumed} of {total} photos were tagged by an earlier run ({journal.name})")
+    sorter = _Sorter(Path(job.sort_into), job.link) if job.sort_into else None
+
+    t0, n_new = time.time(), 0
+    new_file = not journal.exists() or job.restart
+    with open(journal, "w" if new_file else "a", encoding="utf-8") as jf, \
+            tqdm(total=total, initial=n_resumed, desc="tagging", unit="photo", disable=not job.progress,
+                 smoothing=0.1) as bar:
+        if new_file:
+            jf.write(json.dumps({"settings": settings}) + "\n")
+        rows = tag_photos(bundle, todo, batch_size=job.batch_size, workers=job.workers,
+                          min_confidence=job.min_confidence)
+        pending: list[str] = []
+        for row in rows:
+            record = row.to_dict()
+            if sorter is not None:
+                record["sorted_to"] = sorter.place(row) if row.ok else None
+            pending.append(json.dumps(record, ensure_ascii=False))
+            n_new += 1
+            bar.update(1)
+            if len(pending) >= job.batch_size:
+                _flush(jf, pending)
+                bar.set_postfix(photos_s=f"{n_new / max(1e-9, time.time() - t0):.0f}")
+        _flush(jf, pending)
+    seconds = time.time() - t0
+
+    counts: Counter = Counter()
+    skipped_examples: list = []
+    n_rows = 0
+
+    def final_rows() -> Iterator[dict]:
+        nonlocal n_rows
+        for record in _journal_records(journal):
+            n_rows += 1
+            if record["status"] == "ok":
+                counts[record["room_type"]] += 1
+            elif len(skipped_examples) < 10:
+                skipped_examples.append((record["path"], record["status"]))
+            yield record
+
+    write_rows(out, final_rows(), columns(bool(job.sort_into)))
+    journal.unlink()
+    n_ok = sum(counts.values())
+    return TagSummary(str(out), n_rows, n_ok, n_rows - n_ok, n_resumed, seconds,
+                      n_new / seconds if seconds > 0 else 0.0, dict(sorted(counts.items())), skipped_examples)
+
+
+def _flush(jf, pending: list[str]) -> None:
+    if pending:
+        jf.write("\n".join(pending) + "\n")
+        jf.flush()
+        os.fsync(jf.fileno())
+        pending.clear()
+
+
+def _journal_records(journal: Path) -> Iterator[dict]:
+    with open(journal, encoding="utf-8") as f:
+        next(f, None)  # settings line
+        for line in f:
+            if line.endswith("\n"):  # a line cut by a crash is not a record; that photo is redone
+                yield json.loads(line)
+
+
+def _read_journal(journal: Path, settings: dict, restart: bool, log) -> set[str]:
+    if restart or not journal.exists():
+        return set()
+    with open(journal, encoding="utf-8") as f:
+        try:
+            head = json.loads(f.readline()).get("settings")
+        except json.JSONDecodeError:
+            head = None
+    if head != settings:
+        raise ValueError(f"{journal}: an interrupted run with different inputs, model or options left "
+                         f"this journal; rerun that command to finish it, or add --restart to start over")
+    done, good = set(), 0
+    with open(journal, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            good += len(line)
+    # Drop a last line cut short by a crash, so that appending starts on a fresh line.
+    with open(journal, "r+b") as f:
+        f.truncate(good)
+    for record in _journal_records(journal):
+        done.add(record["path"])
+    return done
+
+
+class _Sorter:
+    """Places photos under DIR/<room type>/, never overwriting a different file of the same name."""
+
+    def __init__(self, root: Path, link: str | None):
+        self.root, self.link = root, link
+
+    def place(self, row: TagRow) -> str:
+        src = Path(row.path)
+        folder = self.root / (row.room_type or UNCERTAIN)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(1, 100_000):
+            dest = folder / (src.name if k == 1 else f"{src.stem}-{k}{src.suffix}")
+            if dest.exists() or dest.is_symlink():
+                if self._same(src, dest):
+                    return str(dest)  # placed by an earlier, interrupted run
+                continue
+            self._put(src, dest)
+            return str(dest)
+        raise RuntimeError(f"{folder}: too many files named like {src.name}")
+
+    def _same(self, src: Path, dest: Path) -> bool:
+        try:
+            if dest.is_symlink():
+                return os.path.abspath(os.readlink(dest)) == os.path.abspath(src)
+            return os.path.samefile(src, dest) or filecmp.cmp(src, dest, shallow=False)
+        except OSError:
+            return False
+
+    def _put(self, src: Path, dest: Path) -> None:
+        if self.link == "symbolic":
+            os.symlink(os.path.abspath(src), dest)
+            return
+        if self.link == "hard":
+            try:
+                os.link(src, dest)
+                return
+            except OSError:  # another file system, or links not allowed: fall back to a copy
+                pass
+        tmp = dest.with_name(f".{dest.name}.copying")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)

@@ -192,3 +192,35 @@ def test_a_moved_dataset_keeps_its_split(tmp_path):
     b = load_collection(make_stripes_dataset(tmp_path / "elsewhere" / "deeper", per_class=20), progress=False)
     split_of = lambda col, root: {os.path.relpath(s.path, root): s.split for s in col.samples}  # noqa: E731
     assert split_of(a, tmp_path / "here") == split_of(b, tmp_path / "elsewhere" / "deeper")
+
+
+def test_several_sources_combine_each_split_its_own_way(tmp_path):
+    from conftest import make_stripes_dataset
+    from estatelens.data.dataset import combine_collections, merge_val_into_train
+
+    folder = make_stripes_dataset(tmp_path / "folder", per_class=10, splits=True)
+    listing = tmp_path / "listing"
+    listing.mkdir()
+    rows = []
+    for house in range(20):  # a houses-style CSV: the label column is `room`, the group `house_id`
+        for room in ("kitchen", "exterior"):
+            name = f"{house}_{room}.jpg"
+            stripes("horizontal" if room == "kitchen" else "vertical", 48, seed=house).save(listing / name)
+            rows.append({"path": name, "house_id": str(house), "room": room})
+    with open(listing / "photos.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "house_id", "room"])
+        w.writeheader()
+        w.writerows(rows)
+    a = merge_val_into_train(load_collection(folder, progress=False))
+    b = load_collection(listing / "photos.csv", progress=False)
+    both = combine_collections([a, b])
+    assert both.classes == ["exterior", "horizontal", "kitchen", "vertical"]
+    assert len(both.samples) == len(a.samples) + len(b.samples) == 20 + 40
+    assert both.split("test") == a.split("test") + b.split("test")
+    assert {s.path for s in a.split("test")} == {str(p) for p in (folder / "test").rglob("*.jpg")}
+    house_splits = defaultdict(set)
+    for s in b.samples:
+        assert s.group is not None
+        house_splits[s.group].add(s.split)
+    assert all(len(v) == 1 for v in house_splits.values())  # a house never straddles two splits
+    assert {sp for v in house_splits.values() for sp in v} == {"train", "val", "test"}

@@ -44,7 +44,14 @@ def test_per_class_lists_absent_classes_and_all_values_are_plain_python():
     m = classification_metrics(np.array([0, 0]), np.array([[.9, .05, .05], [.8, .1, .1]]), NAMES)
     assert m["per_class"]["bedroom"]["support"] == 0
     assert m["top2_accuracy"] == 1.0  # only one label present must not confuse sklearn
-    assert m["macro_f1"] == 1.0  # classes absent from truth and predictions don't dilute it
+    assert m["macro_f1"] == 1.0  # classes absent from the data don't dilute it
+
+    # A 3-class model scored on photos of 2 classes: a wrong answer naming the absent class lowers
+    # the recall of the true class, and the absent class adds no F1 of 0 to the mean.
+    m = classification_metrics(np.array([0, 0, 1, 1]), np.array([[.9, .05, .05], [.1, .1, .8], [.1, .8, .1],
+                                                                 [.1, .8, .1]]), NAMES)
+    assert m["per_class"]["kitchen"]["recall"] == 0.5
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1.0) / 2)
 
     def walk(v):
         assert v is None or type(v) in (int, float, str, list, dict), type(v)

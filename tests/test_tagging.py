@@ -260,9 +260,12 @@ def test_a_text_file_lists_the_photos(tmp_path, stripes_bundle):
 def test_fast_preprocessing_matches_the_torchvision_preset(tmp_path):
     for size, crop in ((64, 1.0), (56, 0.875)):
         pre = Preprocessing(size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop)
-        for shape in ((97, 131), (131, 97), (64, 64)):
+        level = 1 / (255 * np.asarray(pre.std, dtype=np.float32))[:, None, None]  # one grey level
+        for shape in ((97, 131), (131, 97), (64, 64), (300, 200)):
             im = stripes("vertical", 160).resize(shape)
-            assert np.abs(eval_array(im, pre) - eval_preset(pre)(im).numpy()).max() < 1e-5
+            diff = np.abs(eval_array(im, pre) - eval_preset(pre)(im).numpy()) / level
+            assert eval_array(im, pre).shape == (3, size, size)
+            assert diff.max() <= 1.01 and diff.mean() < 0.5  # sharp synthetic stripes; photos: ~0.005
 
 
 def test_read_photo_gives_the_full_size_even_when_decoding_small(tmp_path):

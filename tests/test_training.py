@@ -121,3 +121,14 @@ def test_a_run_stopped_by_its_time_budget_goes_on_when_rerun(tmp_path, stripes_d
     assert first.stopped_by == "time_budget" and len(first.history) == 1
     rerun = fit(col, tmp_path / "run", _config(tmp_path, epochs=4), log=lambda s: None)
     assert rerun.stopped_by == "epochs" and [h["epoch"] for h in rerun.history] == [1, 2, 3, 4]
+
+
+def test_class_weights_lift_rare_classes_and_keep_the_average_photo_at_one():
+    from estatelens.training.engine import class_weights
+
+    labels = [0] * 90 + [1] * 10
+    assert class_weights(labels, 2, "none") is None
+    for balance, ratio in (("sqrt", 3.0), ("full", 9.0)):
+        w = class_weights(labels, 2, balance)
+        assert float(w[1] / w[0]) == pytest.approx(ratio)
+        assert float((w[0] * 90 + w[1] * 10) / 100) == pytest.approx(1.0)

@@ -19,33 +19,41 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
 from . import __version__
 from .data.images import open_rgb
-from .data.transforms import Preprocessing, decode_side, eval_preset
+from .data.preprocess import Preprocessing, decode_side, eval_array
+
+# torch is imported only where a PyTorch model is exported or saved: loading a bundle and running
+# it through ONNX Runtime (tagging, evaluation) never pays for torch's import time and memory.
 
 BUNDLE_SUFFIX = ".estatelens"
 BUNDLE_FORMAT = 1
 
 
-class _WithSoftmax(nn.Module):
-    def __init__(self, model: nn.Module, temperature: float):
-        super().__init__()
-        self.model, self.temperature = model, temperature
+def _with_softmax(model, temperature: float):
+    import torch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x) / self.temperature, dim=-1)
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return torch.softmax(self.model(x) / temperature, dim=-1)
+
+    return WithSoftmax()
 
 
-def export_onnx(model: nn.Module, size: int, path: str | os.PathLike, softmax: bool = True,
+def export_onnx(model, size: int, path: str | os.PathLike, softmax: bool = True,
                 temperature: float = 1.0) -> Path:
-    """Export `model` (eval mode) with a dynamic batch dimension; with `softmax`, the graph outputs
-    calibrated probabilities softmax(logits / temperature)."""
+    """Export `model` (an nn.Module, eval mode) with a dynamic batch dimension; with `softmax`, the
+    graph outputs calibrated probabilities softmax(logits / temperature)."""
+    import torch
+
     path = Path(path)
     model = model.eval()
-    net = _WithSoftmax(model, temperature) if softmax else model
+    net = _with_softmax(model, temperature) if softmax else model
     x = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["output"],
@@ -82,21 +90,22 @@ class ModelBundle:
         return self._session
 
     def transform(self):
+        """The torchvision eval preset (for PyTorch data loaders); `eval_array` is the same without torch."""
+        from .data.transforms import eval_preset
+
         return eval_preset(self.preprocessing)
 
-    def predict_batch(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Probabilities (N, C) for a preprocessed batch (N, 3, S, S)."""
-        if isinstance(batch, torch.Tensor):
+    def predict_batch(self, batch) -> np.ndarray:
+        """Probabilities (N, C) for a preprocessed batch (N, 3, S, S), a NumPy array or torch tensor."""
+        if hasattr(batch, "numpy") and not isinstance(batch, np.ndarray):
             batch = batch.numpy()
         sess = self.session()
         return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def predict_files(self, paths: Sequence[str]) -> np.ndarray:
         """Convenience for a handful of photos; batch jobs use the streaming loaders."""
-        tf = self.transform()
         side = decode_side(self.preprocessing)
-        x = torch.stack([tf(open_rgb(p, side)) for p in paths])
-        return self.predict_batch(x)
+        return self.predict_batch(np.stack([eval_array(open_rgb(p, side), self.preprocessing) for p in paths]))
 
     def update_info(self, **fields) -> None:
         self.info.update(fields)
@@ -107,7 +116,7 @@ class ModelBundle:
                 "preprocessing": self.preprocessing.to_dict(), **self.info}
 
 
-def save_bundle(path: str | os.PathLike, model: nn.Module, classes: Sequence[str],
+def save_bundle(path: str | os.PathLike, model, classes: Sequence[str],
                 preprocessing: Preprocessing, info: dict, include_weights: bool = True,
                 temperature: float = 1.0) -> ModelBundle:
     path = Path(path)
@@ -118,6 +127,8 @@ def save_bundle(path: str | os.PathLike, model: nn.Module, classes: Sequence[str
     tmp.mkdir(parents=True)
     export_onnx(model, preprocessing.size, tmp / "model.onnx", temperature=temperature)
     if include_weights:
+        import torch
+
         torch.save(model.state_dict(), tmp / "weights.pt")
     bundle = ModelBundle(path, list(classes), preprocessing,
                          {"estatelens_version": __version__, "temperature": temperature, **info})

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backbone-lr-scale", type=float, default=0.3)
     t.add_argument("--weight-decay", type=float, default=0.05)
     t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--class-balance", choices=["none", "sqrt", "full"], default="none", help=(
+        "weight the loss against class imbalance: by the inverse square root of each class's "
+        "frequency, or its inverse (default none)"))
     t.add_argument("--warmup-epochs", type=float, default=1.0)
     t.add_argument("--schedule", choices=["cosine", "exponential"], default="cosine")
     t.add_argument("--patience", type=int, help="early stopping after this many epochs without a better val accuracy")
@@ -74,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         "streaming photos each epoch)"))
     t.add_argument("--views", type=int, help="augmented views cached per photo for frozen-prefix training")
     t.add_argument("--weights", help="local ImageNet weights file for the pretrained modes")
+    t.add_argument("--init", metavar="BUNDLE", help=(
+        "start from this bundle's weights (train a model further); with other classes only its "
+        "backbone is used"))
     t.add_argument("--workers", type=int, default=2, help="photo decoding processes")
     t.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads (default: all cores)")
     t.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 instead of bfloat16 autocast")
@@ -183,8 +189,8 @@ def cmd_train(args) -> int:
     from .training.engine import fit
 
     keys = ["model", "mode", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
-            "label_smoothing", "warmup_epochs", "schedule", "patience", "seed", "image_size",
-            "train_from_block", "views", "weights", "workers", "threads", "bf16", "max_minutes", "cache_dir"]
+            "label_smoothing", "class_balance", "warmup_epochs", "schedule", "patience", "seed", "image_size",
+            "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir"]
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys})
     out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
     parts = []

@@ -18,7 +18,7 @@ import numpy as np
 
 from .bundle import BUNDLE_FORMAT, BUNDLE_SUFFIX, ModelBundle, load_bundle
 from .data.images import PhotoError, read_photo
-from .data.transforms import decode_side, eval_array
+from .data.preprocess import decode_side, eval_array
 
 # Quantising Clip and Relu as well lets ONNX Runtime fold ReLU6 into the convolution's output range;
 # leaving them out puts a float clip between two quantised tensors and cost 1.5 points in our tests.

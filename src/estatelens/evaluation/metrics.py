@@ -131,9 +131,10 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: S
         else:
             # labels= keeps sklearn from inferring the classes (or "binary") from y_true alone.
             top2 = float(top_k_accuracy_score(y, p, k=2, labels=labels))
-        # Macro F1 over the classes seen in truth or predictions (sklearn's default): a class absent
-        # from both did nothing wrong, and counting its F1 of 0 would only dilute the mean.
-        present = np.union1d(y, pred)
+        # Macro F1 over the classes the data holds: scoring a 7-class model on a 5-class test set
+        # must not average in two F1s of 0 for classes with no photos. A wrong answer naming an
+        # absent class still counts, as a miss in the recall of the photo's true class.
+        present = np.unique(y)
         macro_f1 = float(f1_score(y, pred, labels=present, average="macro", zero_division=0))
         log_loss = float(-np.mean(np.log(np.clip(p[np.arange(n), y], LOG_LOSS_EPS, 1.0))))
 

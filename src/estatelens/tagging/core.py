@@ -13,7 +13,7 @@ import numpy as np
 
 from ..bundle import ModelBundle
 from ..data.images import MIN_SIDE, PhotoError, is_image_name, read_photo
-from ..data.transforms import decode_side, eval_array
+from ..data.preprocess import decode_side, eval_array
 
 TOP_K = 3
 UNCERTAIN = "uncertain"

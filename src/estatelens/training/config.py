@@ -23,6 +23,7 @@ class TrainConfig:
     backbone_lr_scale: float = 0.3
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
+    class_balance: str = "none"        # none | sqrt | full: loss weights against class imbalance
     warmup_epochs: float = 1.0
     schedule: str = "cosine"           # cosine | exponential
     patience: int | None = None        # early stopping: epochs without a better val accuracy
@@ -31,6 +32,7 @@ class TrainConfig:
     train_from_block: int | None = None  # finetune: first trainable block; None: -6 where supported
     views: int | None = None           # augmented views cached per photo for frozen-prefix training
     weights: str | None = None         # local ImageNet weights file for pretrained modes
+    init: str | None = None            # start from this bundle's weights.pt (train further)
     workers: int = 2
     threads: int | None = None
     bf16: bool = True                  # bfloat16 autocast for the trainable part (CPU)
@@ -40,6 +42,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.class_balance not in ("none", "sqrt", "full"):
+            raise ValueError(f"class_balance must be none, sqrt or full, got {self.class_balance!r}")
         if self.schedule not in ("cosine", "exponential"):
             raise ValueError(f"schedule must be 'cosine' or 'exponential', got {self.schedule!r}")
         for key, value in _MODE_DEFAULTS[self.mode].items():

@@ -83,17 +83,28 @@ class _CachedBatches:
 
 # --- one epoch --------------------------------------------------------------------------------
 
-def _loss(out, y: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss(out, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(out, tuple):  # (logits, aux logits)
         logits, aux = out
-        loss = F.cross_entropy(logits, y, label_smoothing=smoothing) + AUX_LOSS_WEIGHT * F.cross_entropy(
-            aux, y, label_smoothing=smoothing)
+        loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing) + AUX_LOSS_WEIGHT * F.cross_entropy(
+            aux, y, weight=weight, label_smoothing=smoothing)
         return loss, logits
-    return F.cross_entropy(out, y, label_smoothing=smoothing), out
+    return F.cross_entropy(out, y, weight=weight, label_smoothing=smoothing), out
+
+
+def class_weights(labels: list[int], n_classes: int, balance: str) -> torch.Tensor | None:
+    """Loss weights per class: "none"; "sqrt" (inverse square root of the class frequency) or
+    "full" (inverse frequency), scaled so that the average photo keeps weight 1."""
+    if balance == "none":
+        return None
+    counts = torch.bincount(torch.as_tensor(labels), minlength=n_classes).float().clamp(min=1)
+    w = (counts.sum() / counts) ** (0.5 if balance == "sqrt" else 1.0)
+    return w * counts.sum() / (w * counts).sum()
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *, smoothing: float,
-                    bf16: bool, desc: str, total: int, deadline: float | None = None) -> dict:
+                    bf16: bool, desc: str, total: int, deadline: float | None = None,
+                    weight: torch.Tensor | None = None) -> dict:
     model.train()
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
     with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
@@ -103,7 +114,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
             x, y, _ = batch
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(x)
-                loss, logits = _loss(out, y, smoothing)
+                loss, logits = _loss(out, y, smoothing, weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -169,6 +180,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
         log("warning: no validation photos; the last epoch is kept and probabilities are not calibrated")
 
     model = create_model(config.model, len(classes), pretrained=config.mode != "scratch", weights=config.weights)
+    if config.init:
+        _load_init(model, config.init, classes, log)
     pre = model.preprocessing
     if config.image_size:
         pre = dataclasses.replace(pre, size=config.image_size)
@@ -180,6 +193,9 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     steps = len(train_batches) * config.epochs
     scheduler = build_scheduler(optimizer, steps, int(config.warmup_epochs * len(train_batches)), config.schedule)
 
+    weights = class_weights([class_to_idx[s.label] for s in train], len(classes), config.class_balance)
+    if weights is not None:
+        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(classes, weights.tolist())))
     ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     fingerprint = {"classes": classes, "train": [s.path for s in train], "val": [s.path for s in val]}
     state = _resume(ckpt_path, config, fingerprint, model, optimizer, scheduler, log)
@@ -193,6 +209,7 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     for epoch in range(first_epoch, config.epochs + 1):
         _set_epoch(train_batches, epoch - 1, config.seed)
         tr = train_one_epoch(trainable, train_batches, optimizer, scheduler, smoothing=config.label_smoothing,
+                             weight=weights,
                              bf16=config.bf16, desc=f"epoch {epoch}/{config.epochs}",
                              total=_count(train_batches), deadline=deadline)
         va = evaluate(trainable, val_batches) if val else {"loss": None, "acc": None}
@@ -315,6 +332,28 @@ _OPERATIONAL = ("workers", "threads", "cache_dir", "max_minutes")
 
 def _resume_key(config: TrainConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in _OPERATIONAL}
+
+
+def _load_init(model, init: str, classes: list[str], log) -> None:
+    """Start from a bundle's weights: all of them when its classes are ours, else all but the head."""
+    from ..bundle import load_bundle
+
+    bundle = load_bundle(init)
+    weights = bundle.path / "weights.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{bundle.path}: has no weights.pt to start from")
+    if bundle.info.get("model") and bundle.info["model"] != model.name:
+        raise ValueError(f"{bundle.path}: is a {bundle.info['model']} bundle, not {model.name}")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if bundle.classes != classes:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        log(f"starting from {bundle.path} (backbone only: its classes differ)")
+    else:
+        log(f"starting from {bundle.path}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith("head.")] + list(unexpected)
+    if bad:
+        raise ValueError(f"{weights}: does not fit {model.name} ({', '.join(bad[:5])}...)")
 
 
 def _resume(path: Path, config: TrainConfig, fingerprint: dict, model, optimizer, scheduler, log) -> dict:

@@ -119,12 +119,7 @@ class ModelBundle:
 def save_bundle(path: str | os.PathLike, model, classes: Sequence[str],
                 preprocessing: Preprocessing, info: dict, include_weights: bool = True,
                 temperature: float = 1.0) -> ModelBundle:
-    path = Path(path)
-    if path.suffix != BUNDLE_SUFFIX:
-        path = path.with_name(path.name + BUNDLE_SUFFIX)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    path, tmp = staging_folder(path)
     export_onnx(model, preprocessing.size, tmp / "model.onnx", temperature=temperature)
     if include_weights:
         import torch
@@ -133,11 +128,27 @@ def save_bundle(path: str | os.PathLike, model, classes: Sequence[str],
     bundle = ModelBundle(path, list(classes), preprocessing,
                          {"estatelens_version": __version__, "temperature": temperature, **info})
     _write_json(tmp / "bundle.json", bundle._manifest())
-    # Replace atomically enough that an interrupted save never leaves a half-written bundle.
+    commit_folder(tmp, path)
+    return bundle
+
+
+def staging_folder(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(the bundle folder NAME.estatelens, an empty temporary folder beside it to write into)."""
+    path = Path(path)
+    if path.suffix != BUNDLE_SUFFIX:
+        path = path.with_name(path.name + BUNDLE_SUFFIX)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return path, tmp
+
+
+def commit_folder(tmp: Path, path: Path) -> None:
+    """Put the finished temporary folder in place, so an interrupted save never leaves a
+    half-written bundle."""
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
-    return bundle
 
 
 def load_bundle(path: str | os.PathLike) -> ModelBundle:

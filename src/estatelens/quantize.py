@@ -7,7 +7,6 @@ roughly doubles throughput (measured in benchmarks/results/tagging_speed.md).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -16,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .bundle import BUNDLE_FORMAT, BUNDLE_SUFFIX, ModelBundle, load_bundle
+from .bundle import ModelBundle, _write_json, commit_folder, load_bundle, staging_folder
 from .data.images import PhotoError, read_photo
 from .data.preprocess import decode_side, eval_array
 
@@ -57,12 +56,7 @@ def quantize_bundle(bundle: ModelBundle | str | os.PathLike, out: str | os.PathL
             x = next(self.batches, None)
             return None if x is None else {input_name: x}
 
-    out = Path(out)
-    if out.suffix != BUNDLE_SUFFIX:
-        out = out.with_name(out.name + BUNDLE_SUFFIX)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out, tmp = staging_folder(out)
     with tempfile.TemporaryDirectory() as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(src.onnx_path), str(prepared))
@@ -81,12 +75,10 @@ def quantize_bundle(bundle: ModelBundle | str | os.PathLike, out: str | os.PathL
     info["quantization"] = {"method": "ONNX Runtime static QDQ, int8 weights per channel, uint8 activations",
                             "ops": list(QUANTISED_OPS), "calibration_photos": len(arrays),
                             "source_model": str(src.path), "weights_pt": weights}
-    manifest = {"format": BUNDLE_FORMAT, "classes": src.classes, "preprocessing": pre.to_dict(), **info}
-    (tmp / "bundle.json").write_text(json.dumps(manifest, indent=2, default=str))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return load_bundle(out)
+    bundle = ModelBundle(out, src.classes, pre, info)
+    _write_json(tmp / "bundle.json", bundle._manifest())
+    commit_folder(tmp, out)
+    return bundle
 
 
 def pick_calibration(samples, n: int = 320) -> list[str]:

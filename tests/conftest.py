@@ -94,3 +94,27 @@ def stripes_bundle(tmp_path_factory) -> Path:
                  "--image-size", "64", "--batch-size", "8", "--workers", "0", "--out", str(root / "run"),
                  "--cache-dir", str(root / "cache")]) == 0
     return root / "run" / "model.estatelens"
+
+
+@pytest.fixture(scope="session")
+def stripes_oracle(tmp_path_factory) -> Path:
+    """A real bundle (ONNX graph, bundle.json) whose network tells horizontal from vertical
+    stripes by comparing brightness changes down and across the photo: right on every stripes
+    photo, with probabilities that vary from photo to photo, and no training to wait for.
+    Tagging tests use it, so that they test the tagger, not a tiny network's luck."""
+    import torch
+
+    from estatelens.bundle import save_bundle
+    from estatelens.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+    class Stripes(torch.nn.Module):
+        def forward(self, x):
+            grey = x.mean(1)
+            down = (grey[:, 1:, :] - grey[:, :-1, :]).abs().mean((1, 2))
+            across = (grey[:, :, 1:] - grey[:, :, :-1]).abs().mean((1, 2))
+            d = 3.0 * (down - across)
+            return torch.stack([d, -d], 1)
+
+    path = tmp_path_factory.mktemp("oracle") / "stripes"
+    return save_bundle(path, Stripes(), ["horizontal", "vertical"], Preprocessing(64, IMAGENET_MEAN, IMAGENET_STD),
+                       {"model": "stripes-oracle"}, include_weights=False).path

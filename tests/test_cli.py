@@ -74,3 +74,35 @@ def test_predict_with_the_imagenet_bundle(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(str(tmp_path / "photo.jpg")) and out[0].count(",") == 2
     assert "skipped" in out[1]
+
+
+def test_train_further_from_a_bundle(tmp_path, capsys, stripes_bundle):
+    import torch
+
+    from estatelens.bundle import load_bundle
+
+    data = make_stripes_dataset(tmp_path / "data", per_class=20, splits=True)
+    run = tmp_path / "further"
+    assert main(["train", str(data), "--model", "roomnet", "--mode", "scratch", "--epochs", "1", "--lr", "1e-5",
+                 "--image-size", "64", "--workers", "0", "--out", str(run), "--init", str(stripes_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert f"starting from {stripes_bundle}" in out
+    # One epoch at a tiny learning rate moves the learned weights by about 1e-4: they are the
+    # bundle's, not a fresh initialisation (batch-norm statistics do move, so they are left out).
+    before = torch.load(stripes_bundle / "weights.pt")
+    after = torch.load(run / "model.estatelens" / "weights.pt")
+    learned = [k for k in before if "running_" not in k and "num_batches" not in k]
+    assert len(learned) > 10
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-3) for k in learned)
+
+    other = make_stripes_dataset(tmp_path / "other", per_class=20, splits=True)
+    (other / "train" / "vertical").rename(other / "train" / "upright")
+    for split in ("val", "test"):
+        (other / split / "vertical").rename(other / split / "upright")
+    assert main(["train", str(other), "--model", "roomnet", "--mode", "scratch", "--epochs", "1",
+                 "--image-size", "64", "--workers", "0", "--out", str(tmp_path / "o"), "--init", str(stripes_bundle)]) == 0
+    assert "backbone only" in capsys.readouterr().out
+    assert load_bundle(tmp_path / "o" / "model.estatelens").classes == ["horizontal", "upright"]
+    assert main(["train", str(other), "--model", "efficientnet_lite0", "--mode", "scratch", "--epochs", "1",
+                 "--image-size", "64", "--workers", "0", "--out", str(tmp_path / "x"), "--init", str(stripes_bundle)]) == 2
+    assert "roomnet bundle" in capsys.readouterr().err

@@ -97,6 +97,9 @@ def child_estatelens(args) -> None:
 
     bundle = load_bundle(args.model)
     bundle.session(args.threads)
+    photos = sorted(str(p) for p in Path(args.photos).iterdir())
+    with tempfile.TemporaryDirectory() as tmp:  # warm-up, as RoomNet gets: first ONNX Runtime runs
+        run_tagging(bundle, TagJob(photos[:64], str(Path(tmp) / "w.csv"), progress=False), log=lambda m: None)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         s = run_tagging(bundle, TagJob([args.photos], str(Path(tmp) / "tags.csv"), progress=False),
@@ -303,6 +306,8 @@ def main() -> None:
     from estatelens.bundle import load_bundle
 
     bundle = load_bundle(args.model)
+    for p in Path(args.photos).iterdir():  # both tools then read the photos from the page cache
+        p.read_bytes()
     speed = {"estatelens": run_child("estatelens", Path(args.photos), args.model, args.threads),
              "roomnet": run_child("roomnet", Path(args.photos), args.model, args.threads)}
     speed["ratio"] = speed["estatelens"]["photos_per_second"] / speed["roomnet"]["photos_per_second"]

@@ -62,13 +62,17 @@ def export_onnx(model, size: int, path: str | os.PathLike, softmax: bool = True,
     return path
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU session with all graph optimisations; `threads` defaults to all cores."""
+def onnx_session(path: str | os.PathLike, threads: int | None = None, spin: bool = False):
+    """An ONNX Runtime CPU session with all graph optimisations; `threads` defaults to all cores.
+
+    Spinning is off by default: ONNX Runtime's threads otherwise busy-wait between batches and take
+    the cores from the threads decoding the next photos (tagging on 2 cores: 228 -> 261 photos/s)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or (os.cpu_count() or 1)
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

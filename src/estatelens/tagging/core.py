@@ -92,7 +92,7 @@ def _load_batch(paths: list[str], pre, side: int):
     return paths, [_load(p, pre, side) for p in paths]
 
 
-def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 32, workers: int = 2,
+def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 16, workers: int = 2,
                min_confidence: float = 0.0) -> Iterator[TagRow]:
     """Yield a TagRow per path, in order. Batches are decoded by `workers` threads (Pillow releases
     the GIL) while ONNX Runtime runs the previous batch; at most workers + 1 batches are in flight.

@@ -33,7 +33,7 @@ class TagJob:
     sort_into: str | None = None
     link: str | None = None  # None (copy), "hard" or "symbolic"
     min_confidence: float = 0.0
-    batch_size: int = 32
+    batch_size: int = 16
     workers: int = 2
     restart: bool = False
     progress: bool = True

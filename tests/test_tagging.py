@@ -149,7 +149,7 @@ def test_sort_into_copies_links_and_never_overwrites(tmp_path, stripes_oracle):
             assert os.path.samefile(r["sorted_to"], r["path"])
     symbolic = tmp_path / "symbolic"
     assert main(["tag", str(photos), "--model", str(stripes_oracle), "--out", str(tmp_path / "t3.csv"),
-                 "--quiet", "--sort-into", str(symbolic), "--link", "symbolic"]) == 0
+                 "--quiet", "--sort-into", str(symbolic), "--symlink"]) == 0
     links = [p for p in symbolic.rglob("*.jpg")]
     assert len(links) == 3 and all(p.is_symlink() for p in links)
 
@@ -315,3 +315,51 @@ def test_the_bundled_model_tags_held_out_listing_photos(tmp_path):
     assert all(r["status"] == "ok" for r in rows)
     accuracy = np.mean([r["room_type"] == s.label for r, s in zip(rows, held_out)])
     assert accuracy >= 0.85
+
+
+def test_odd_file_names_and_locations_do_not_stop_or_double_a_run(tmp_path, stripes_oracle, monkeypatch):
+    openpyxl = pytest.importorskip("openpyxl")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = [os.fsdecode(b"caf\xe9.jpg"),  # not UTF-8: Python carries the byte as a lone surrogate
+             "a\x01b.jpg",                  # a control character, legal in a Linux file name
+             "=1+2.jpg", "plain.jpg"]      # would be a formula in a spreadsheet
+    for i, name in enumerate(names):
+        stripes("vertical", 80, seed=i).save(os.path.join(photos, name), format="JPEG")
+    monkeypatch.chdir(tmp_path)
+    for ext in (".csv", ".xlsx", ".json"):
+        assert main(["tag", "photos", "--model", str(stripes_oracle), "--out", f"t{ext}", "--quiet",
+                     "--sort-into", "photos/sorted"]) == 0
+        rows = read_csv_rows(tmp_path / "t.csv") if ext == ".csv" else None
+        if ext == ".xlsx":
+            values = list(openpyxl.load_workbook(tmp_path / "t.xlsx").active.values)[1:]
+            rows = [dict(zip(columns(True), v)) for v in values]
+        if ext == ".json":
+            rows = json.loads((tmp_path / "t.json").read_text())
+        # the sort-into folder inside the input folder is not tagged on later runs
+        assert len(rows) == 4 and all(r["status"] == "ok" and r["room_type"] == "vertical" for r in rows)
+    shown = sorted(os.path.basename(r["path"]) for r in rows)
+    assert "caf\\xe9.jpg" in shown and "=1+2.jpg" in shown
+    assert len(list((tmp_path / "photos" / "sorted" / "vertical").iterdir())) == 4
+
+    # Interrupted in one folder with a relative path, resumed from another with an absolute one:
+    # every photo once.
+    monkeypatch.setattr(job_module, "tag_photos", _Interrupt(2, job_module.tag_photos))
+    with pytest.raises(KeyboardInterrupt):
+        run_tagging(load_bundle(stripes_oracle), TagJob(["photos"], "r.csv", batch_size=1, workers=1, progress=False))
+    monkeypatch.undo()
+    monkeypatch.chdir("/")
+    run_tagging(load_bundle(stripes_oracle), TagJob([str(photos)], str(tmp_path / "r.csv"), batch_size=1,
+                                                    workers=1, progress=False), log=lambda m: None)
+    rows = read_csv_rows(tmp_path / "r.csv")
+    assert len(rows) == 4 + 4  # the four photos and the four copies in photos/sorted, each once
+    assert len({os.path.abspath(os.path.join(tmp_path, r["path"])) for r in rows}) == 8
+
+
+def test_a_journal_killed_before_its_first_line_does_not_block_reruns(tmp_path, stripes_oracle):
+    photos = tmp_path / "photos"
+    make_photo_folder(photos)
+    out = tmp_path / "tags.csv"
+    journal_path(out).write_text("")
+    assert main(["tag", str(photos), "--model", str(stripes_oracle), "--out", str(out), "--quiet"]) == 0
+    assert len(read_csv_rows(out)) == 18

@@ -109,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sort-into", metavar="DIR", help=(
         "also place each photo under DIR/<room type>/ (a copy unless --link); a different file of the "
         "same name already there is never overwritten (the new one gets a -2, -3... suffix)"))
-    g.add_argument("--link", nargs="?", const="hard", choices=["hard", "symbolic"], help=(
-        "with --sort-into: link instead of copying (hard links by default, falling back to a copy "
-        "across file systems; --link symbolic for symbolic links)"))
+    g.add_argument("--link", action="store_const", const="hard", help=(
+        "with --sort-into: hard links instead of copies (a copy where the file system cannot link)"))
+    g.add_argument("--symlink", dest="link", action="store_const", const="symbolic",
+                   help="with --sort-into: symbolic links instead of copies")
     g.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help=(
         "photos whose top probability is below P get room type 'uncertain' (and go to DIR/uncertain)"))
     g.add_argument("--batch-size", type=int, default=16, help=(
@@ -166,7 +167,7 @@ def cmd_tag(args) -> int:
     from .tagging import TagJob, run_tagging
 
     if args.link and not args.sort_into:
-        raise ValueError("--link only makes sense with --sort-into DIR")
+        raise ValueError("--link and --symlink only make sense with --sort-into DIR")
     bundle = load_bundle(args.model)
     bundle.session(args.threads)
     job = TagJob(inputs=args.paths, out=args.out, sort_into=args.sort_into, link=args.link,

@@ -64,6 +64,10 @@ def read_photo(path: str | os.PathLike | BinaryIO, min_side: int | None = None) 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
+                # Checked here as well as by Pillow's warning, because warning filters are
+                # process-wide and not thread-safe: the tagger decodes in several threads.
+                if w * h > MAX_PIXELS:
+                    raise PhotoError(path, f"too many pixels ({w}x{h}, over {MAX_PIXELS:,}): possible decompression bomb")
                 if min_side and im.format == "JPEG":
                     scale = min_side / max(1, min(w, h))
                     im.draft("RGB", (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))

@@ -20,17 +20,38 @@ UNCERTAIN = "uncertain"
 PATH_LIST_SUFFIXES = (".txt", ".lst")
 
 
+def display_path(path: str) -> str:
+    """`path` as text that any output can hold. On Linux a file name need not be valid UTF-8
+    (Python then carries the bad bytes as lone surrogates, which no encoder accepts): those bytes
+    are shown as \\xNN escapes. Opening the file always uses the original string."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def path_key(path: str) -> str:
+    """What identifies a photo across runs, whatever the working folder or spelling (./a, a)."""
+    return display_path(os.path.abspath(path))
+
+
 @dataclass
 class TagRow:
-    """What the tagger says about one file; `status` is "ok" or the reason it was skipped."""
+    """What the tagger says about one file; `status` is "ok" or the reason it was skipped.
+    `file` is the path as given (to open it); `path` the same as printable text."""
 
-    path: str
+    file: str
     status: str
     room_type: str | None = None
     probability: float | None = None
     top: list[tuple[str, float]] | None = None
     width: int | None = None
     height: int | None = None
+
+    @property
+    def path(self) -> str:
+        return display_path(self.file)
 
     @property
     def ok(self) -> bool:
@@ -49,29 +70,47 @@ class TagRow:
 def iter_input_paths(inputs: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
     """Every file named by `inputs`, in a stable order, without building a list.
 
-    A folder is walked recursively (sorted, hidden entries skipped); a `.txt` / `.lst` file is a
-    list of paths, one per line (relative ones resolved against the list's folder; blank lines
-    and lines starting with # ignored); anything else is taken as a photo path, so a missing file
-    becomes a row that says so."""
+    A folder is walked recursively (sorted; hidden entries skipped; linked folders followed, each
+    real folder once); a `.txt` / `.lst` file is a list of paths, one per line (relative ones
+    resolved against the list's folder, folders walked, blank lines and lines starting with #
+    ignored); anything else is taken as a photo path, so a missing file becomes a row that says
+    so. Files and folders in `exclude` (the output, the sort-into folder) are left out."""
     skip = {os.path.abspath(p) for p in exclude}
+    seen_dirs: set[str] = set()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    if not name.startswith(".") and os.path.abspath(full) not in skip:
-                        yield full
+            yield from _walk(str(p), skip, seen_dirs)
         elif p.suffix.lower() in PATH_LIST_SUFFIXES and p.is_file():
-            with open(p, encoding="utf-8-sig") as f:
-                for line in f:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        q = Path(line)
-                        yield str(q if q.is_absolute() else p.parent / q)
+            try:
+                with open(p, encoding="utf-8-sig") as f:
+                    lines = [line.strip() for line in f]
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{p}: a list of paths must be UTF-8 text ({e.reason} at byte {e.start})") from None
+            for line in lines:
+                if line and not line.startswith("#"):
+                    q = Path(line) if Path(line).is_absolute() else p.parent / line
+                    if q.is_dir():
+                        yield from _walk(str(q), skip, seen_dirs)
+                    else:
+                        yield str(q)
         else:
             yield str(p)
+
+
+def _walk(top: str, skip: set[str], seen_dirs: set[str]) -> Iterator[str]:
+    for root, dirs, files in os.walk(top, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_dirs:  # a link back up the tree, or a folder reached twice
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and os.path.abspath(os.path.join(root, d)) not in skip)
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            if not name.startswith(".") and os.path.abspath(full) not in skip:
+                yield full
 
 
 def _load(path: str, pre, side: int) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:

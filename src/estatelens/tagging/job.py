@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from ..bundle import ModelBundle
-from .core import TOP_K, UNCERTAIN, TagRow, iter_input_paths, tag_photos
+from .core import TOP_K, UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
 from .writers import check_output_path, write_rows
 
 JOURNAL_VERSION = 1
@@ -81,11 +81,11 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
     journal = journal_path(out)
     settings = job.settings(bundle)
     done = _read_journal(journal, settings, job.restart, log)
-    exclude = [out, journal]
+    exclude = [out, journal] + ([job.sort_into] if job.sort_into else [])
     total = sum(1 for _ in iter_input_paths(job.inputs, exclude))
     if total == 0:
         raise FileNotFoundError(f"no files found in {', '.join(map(str, job.inputs))}")
-    todo = (p for p in iter_input_paths(job.inputs, exclude) if p not in done)
+    todo = (p for p in iter_input_paths(job.inputs, exclude) if path_key(p) not in done)
     n_resumed = len(done)
     if n_resumed:
         log(f"resuming: {n_resumed} of {total} photos were tagged by an earlier run ({journal.name})")
@@ -97,12 +97,13 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
             tqdm(total=total, initial=n_resumed, desc="tagging", unit="photo", disable=not job.progress,
                  smoothing=0.1) as bar:
         if new_file:
-            jf.write(json.dumps({"settings": settings}) + "\n")
+            _flush(jf, [json.dumps({"settings": settings})])
         rows = tag_photos(bundle, todo, batch_size=job.batch_size, workers=job.workers,
                           min_confidence=job.min_confidence)
         pending: list[str] = []
         for row in rows:
             record = row.to_dict()
+            record["_key"] = path_key(row.file)
             if sorter is not None:
                 record["sorted_to"] = sorter.place(row) if row.ok else None
             pending.append(json.dumps(record, ensure_ascii=False))
@@ -155,10 +156,15 @@ def _read_journal(journal: Path, settings: dict, restart: bool, log) -> set[str]
     if restart or not journal.exists():
         return set()
     with open(journal, encoding="utf-8") as f:
-        try:
-            head = json.loads(f.readline()).get("settings")
-        except json.JSONDecodeError:
-            head = None
+        first = f.readline()
+    try:
+        head = json.loads(first).get("settings")
+    except (json.JSONDecodeError, AttributeError):
+        head = None
+    if head is None and not first.endswith("\n"):
+        # Killed before even the header reached the disk: nothing was tagged, start afresh.
+        journal.unlink()
+        return set()
     if head != settings:
         raise ValueError(f"{journal}: an interrupted run with different inputs, model or options left "
                          f"this journal; rerun that command to finish it, or add --restart to start over")
@@ -172,7 +178,7 @@ def _read_journal(journal: Path, settings: dict, restart: bool, log) -> set[str]
     with open(journal, "r+b") as f:
         f.truncate(good)
     for record in _journal_records(journal):
-        done.add(record["path"])
+        done.add(record.get("_key") or record["path"])
     return done
 
 
@@ -181,20 +187,23 @@ class _Sorter:
 
     def __init__(self, root: Path, link: str | None):
         self.root, self.link = root, link
+        self.first_free: dict[tuple[Path, str], int] = {}  # thousands of IMG_0001.jpg stay linear
 
     def place(self, row: TagRow) -> str:
-        src = Path(row.path)
+        src = Path(row.file)
         folder = self.root / (row.room_type or UNCERTAIN)
         folder.mkdir(parents=True, exist_ok=True)
-        for k in range(1, 100_000):
+        k = self.first_free.get((folder, src.name), 1)
+        while True:
             dest = folder / (src.name if k == 1 else f"{src.stem}-{k}{src.suffix}")
             if dest.exists() or dest.is_symlink():
                 if self._same(src, dest):
-                    return str(dest)  # placed by an earlier, interrupted run
+                    return display_path(str(dest))  # placed by an earlier, interrupted run
+                k += 1
                 continue
             self._put(src, dest)
-            return str(dest)
-        raise RuntimeError(f"{folder}: too many files named like {src.name}")
+            self.first_free[(folder, src.name)] = k + 1
+            return display_path(str(dest))
 
     def _same(self, src: Path, dest: Path) -> bool:
         try:

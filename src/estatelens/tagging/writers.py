@@ -88,6 +88,9 @@ def _write_xlsx(path: Path, rows, columns) -> int:
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     wb = Workbook(write_only=True)  # streams rows to disk; a normal workbook holds every cell in memory
     n, sheet_no, ws, in_sheet = 0, 0, None, 0
     for row in rows:
@@ -102,7 +105,7 @@ def _write_xlsx(path: Path, rows, columns) -> int:
             ws.freeze_panes = "A2"
             ws.append(list(columns))
             in_sheet = 0
-        ws.append([row.get(c) for c in columns])
+        ws.append([_xlsx_cell(ws, row.get(c), WriteOnlyCell, ILLEGAL_CHARACTERS_RE) for c in columns])
         n += 1
         in_sheet += 1
     if ws is None:
@@ -111,6 +114,17 @@ def _write_xlsx(path: Path, rows, columns) -> int:
     _finish_sheet(ws, columns, in_sheet)
     wb.save(path)
     return n
+
+
+def _xlsx_cell(ws, value, cell_type, illegal):
+    """Text stays text: control characters (legal in Linux file names, not in xlsx) become '?',
+    and a path starting with '=' is not turned into a formula."""
+    if not isinstance(value, str):
+        return value
+    cell = cell_type(ws, value=illegal.sub("?", value))
+    if cell.data_type == "f":
+        cell.data_type = "s"
+    return cell
 
 
 def _finish_sheet(ws, columns, n_rows: int) -> None:

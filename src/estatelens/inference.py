@@ -1,36 +1,97 @@
-"""Batched inference with a model bundle: photos are decoded in loader workers while ONNX Runtime
-runs the previous batch."""
+"""Batched inference with a model bundle, streaming and without torch: photos are decoded in
+threads (Pillow releases the GIL) while ONNX Runtime runs the previous batch. The tagger and
+evaluation both go through `predict_stream`."""
 from __future__ import annotations
 
+import os
 import time
-from typing import Sequence
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from .bundle import ModelBundle
 from .data.dataset import Sample
-from .data.loader import LabelledPhotos, make_loader
-from .data.transforms import decode_side
+from .data.images import MIN_SIDE, PhotoError, is_image_name, read_photo, too_small
+from .data.preprocess import Preprocessing, decode_side, eval_array
 
 
-def predict_samples(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 32,
+@dataclass
+class Prediction:
+    """The network's probabilities for one file, or why there are none (`status` is not "ok")."""
+
+    path: str
+    status: str
+    probs: np.ndarray | None = None
+    size: tuple[int, int] | None = None  # (width, height) as a viewer shows the photo
+
+
+def load_photo(path: str, pre: Preprocessing, side: int) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
+    """(network input or None, full size or None, "ok" or the reason the file cannot be used)."""
+    if not is_image_name(path):
+        if not os.path.exists(path):
+            return None, None, "file not found"
+        return None, None, f"not an image file (extension '{Path(path).suffix}')"
+    try:
+        im, size = read_photo(path, side)
+    except PhotoError as e:
+        return None, None, e.reason
+    if min(size) < MIN_SIDE:
+        return None, size, too_small(*size, MIN_SIDE)
+    return eval_array(im, pre), size, "ok"
+
+
+def _load_batch(paths: list[str], pre: Preprocessing, side: int):
+    return paths, [load_photo(p, pre, side) for p in paths]
+
+
+def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 16,
+                   workers: int = 2) -> Iterator[Prediction]:
+    """A Prediction per path, in order, holding at most workers + 1 batches in memory.
+    Batches of 16 ran faster than 32 or 64 on 2 cores (activations stay in cache)."""
+    pre, side = bundle.preprocessing, decode_side(bundle.preprocessing)
+    it = iter(paths)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+
+        def submit() -> bool:
+            chunk = list(islice(it, batch_size))
+            if chunk:
+                pending.append(pool.submit(_load_batch, chunk, pre, side))
+            return bool(chunk)
+
+        more = True
+        while more and len(pending) < max(1, workers) + 1:
+            more = submit()
+        while pending:
+            chunk, loaded = pending.popleft().result()
+            if more:
+                more = submit()
+            good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
+            probs = bundle.predict_batch(np.stack([loaded[i][0] for i in good])) if good else None
+            p_of = {i: probs[j] for j, i in enumerate(good)}
+            for i, (path, (_, size, status)) in enumerate(zip(chunk, loaded)):
+                yield Prediction(path, status, p_of.get(i), size)
+
+
+def predict_samples(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 16,
                     workers: int = 2, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, C), ok (N,) bool) in the order of `samples`; rows that failed to decode
     are NaN with ok False."""
-    class_to_idx = {c: i for i, c in enumerate(bundle.classes)}
-    ds = LabelledPhotos(samples, class_to_idx, bundle.transform(), decode_side(bundle.preprocessing))
     probs = np.full((len(samples), len(bundle.classes)), np.nan, dtype=np.float32)
     ok = np.zeros(len(samples), dtype=bool)
     t0 = time.time()
     with tqdm(total=len(samples), desc="predicting", unit="photo", disable=not progress) as bar:
-        for batch in make_loader(ds, batch_size, shuffle=False, workers=workers):
-            if batch is None:
-                continue
-            x, _, idx = batch
-            idx = idx.numpy()
-            probs[idx] = bundle.predict_batch(x)
-            ok[idx] = True
-            bar.update(len(idx))
-            bar.set_postfix(photos_s=f"{bar.n / max(1e-9, time.time() - t0):.0f}")
+        stream = predict_stream(bundle, (s.path for s in samples), batch_size=batch_size, workers=workers)
+        for i, pred in enumerate(stream):
+            if pred.probs is not None:
+                probs[i], ok[i] = pred.probs, True
+            bar.update(1)
+            if i % batch_size == 0:
+                bar.set_postfix(photos_s=f"{bar.n / max(1e-9, time.time() - t0):.0f}")
     return probs, ok

@@ -113,6 +113,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def too_small(width: int, height: int, min_side: int) -> str:
+    return f"too small ({width}x{height}, short side under {min_side} px)"
+
+
 @dataclass(frozen=True)
 class PhotoCheck:
     """The result of validating one file before training or tagging."""
@@ -132,5 +136,5 @@ def check_photo(path: str | os.PathLike | BinaryIO, min_side: int = MIN_SIDE) ->
         return PhotoCheck(str(path), False, e.reason)
     w, h = im.size
     if min(w, h) < min_side:
-        return PhotoCheck(str(path), False, f"too small ({w}x{h}, short side under {min_side} px)", w, h)
+        return PhotoCheck(str(path), False, too_small(w, h, min_side), w, h)
     return PhotoCheck(str(path), True, "", w, h)

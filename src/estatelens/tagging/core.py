@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..bundle import ModelBundle
-from ..data.images import MIN_SIDE, PhotoError, is_image_name, read_photo
-from ..data.preprocess import decode_side, eval_array
+from ..inference import predict_stream
 
 TOP_K = 3
 UNCERTAIN = "uncertain"
@@ -113,60 +109,20 @@ def _walk(top: str, skip: set[str], seen_dirs: set[str]) -> Iterator[str]:
                 yield full
 
 
-def _load(path: str, pre, side: int) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
-    if not is_image_name(path):
-        if not os.path.exists(path):
-            return None, None, "file not found"
-        return None, None, f"not an image file (extension '{Path(path).suffix}')"
-    try:
-        im, size = read_photo(path, side)
-    except PhotoError as e:
-        return None, None, e.reason
-    if min(size) < MIN_SIDE:
-        return None, size, f"too small ({size[0]}x{size[1]}, short side under {MIN_SIDE} px)"
-    return eval_array(im, pre), size, "ok"
-
-
-def _load_batch(paths: list[str], pre, side: int):
-    return paths, [_load(p, pre, side) for p in paths]
-
-
 def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 16, workers: int = 2,
                min_confidence: float = 0.0) -> Iterator[TagRow]:
-    """Yield a TagRow per path, in order. Batches are decoded by `workers` threads (Pillow releases
-    the GIL) while ONNX Runtime runs the previous batch; at most workers + 1 batches are in flight.
+    """Yield a TagRow per path, in order (decoding and the network overlap: see `predict_stream`).
 
     Below `min_confidence`, room_type is "uncertain" (the top classes still say what was guessed)."""
-    pre, side = bundle.preprocessing, decode_side(bundle.preprocessing)
     classes = bundle.classes
-    it = iter(paths)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        pending: deque = deque()
-
-        def submit() -> bool:
-            chunk = list(islice(it, batch_size))
-            if chunk:
-                pending.append(pool.submit(_load_batch, chunk, pre, side))
-            return bool(chunk)
-
-        more = True
-        while more and len(pending) < max(1, workers) + 1:
-            more = submit()
-        while pending:
-            chunk, loaded = pending.popleft().result()
-            if more:
-                more = submit()
-            good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
-            probs = bundle.predict_batch(np.stack([loaded[i][0] for i in good])) if good else None
-            p_of = {i: probs[j] for j, i in enumerate(good)}
-            for i, (path, (_, size, status)) in enumerate(zip(chunk, loaded)):
-                w, h = size if size else (None, None)
-                if i not in p_of:
-                    yield TagRow(path, status, width=w, height=h)
-                    continue
-                p = p_of[i]
-                order = np.argsort(-p)[:TOP_K]
-                top = [(classes[k], round(float(p[k]), 4)) for k in order]
-                room, prob = top[0]
-                sure = float(p[order[0]]) >= min_confidence
-                yield TagRow(path, "ok", room if sure else UNCERTAIN, prob, top, w, h)
+    for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers):
+        w, h = pred.size if pred.size else (None, None)
+        if pred.probs is None:
+            yield TagRow(pred.path, pred.status, width=w, height=h)
+            continue
+        p = pred.probs
+        order = np.argsort(-p)[:TOP_K]
+        top = [(classes[k], round(float(p[k]), 4)) for k in order]
+        room, prob = top[0]
+        sure = float(p[order[0]]) >= min_confidence
+        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h)

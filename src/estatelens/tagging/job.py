@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from ..bundle import ModelBundle
-from .core import TOP_K, UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
+from .core import UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
 from .writers import check_output_path, write_rows
 
 JOURNAL_VERSION = 1
@@ -60,11 +60,8 @@ class TagSummary:
 
 
 def columns(sort_into: bool) -> list[str]:
-    cols = ["path", "status", "room_type", "probability"]
-    for k in range(1, TOP_K + 1):
-        cols += [f"class_{k}", f"probability_{k}"]
-    cols += ["width", "height"]
-    return cols + (["sorted_to"] if sort_into else [])
+    """The output's columns: a row's own (TagRow.to_dict is the one place they are named)."""
+    return list(TagRow("", "").to_dict()) + (["sorted_to"] if sort_into else [])
 
 
 def journal_path(out: str | os.PathLike) -> Path:

@@ -143,12 +143,14 @@ def test_csv_with_groups_and_val_carved_from_train(tmp_path):
 
 
 def test_duplicates_across_splits_are_reported_as_leakage(tmp_path):
+    seed = 0  # distinct seeds, so the copy below is the only duplicate
     for split in ("train", "val", "test"):
         for label in ("a", "b"):
             d = tmp_path / split / label
             d.mkdir(parents=True)
             for i in range(3):
-                stripes("horizontal", 48, seed=hash((split, label, i)) % 1000).save(d / f"{i}.jpg")
+                seed += 1
+                stripes("horizontal", 48, seed=seed).save(d / f"{i}.jpg")
     shutil.copy(tmp_path / "train" / "a" / "0.jpg", tmp_path / "test" / "a" / "copy.jpg")
     col = load_collection(tmp_path, progress=False)
     assert len(col.leakage) == 1

@@ -2,6 +2,8 @@
 
     NAME.estatelens/
         model.onnx     inference graph: float image batch (N, 3, S, S) -> probabilities (N, C)
+                       and the pooled embedding (N, D) that the room-type head reads
+        attributes/    one NAME.json per attribute head on that embedding (see attributes.py)
         bundle.json    class names in order, preprocessing, model name and mode, training data
                        summary, metrics, estatelens version
         weights.pt     PyTorch state dict, to fine-tune further or add heads (optional)
@@ -21,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from . import __version__
+from .attributes import EMBEDDING_OUTPUT, AttributeHead, load_attribute_heads
 from .data.images import open_rgb
 from .data.preprocess import Preprocessing, decode_side, eval_array
 
@@ -32,7 +35,11 @@ BUNDLE_FORMAT = 1
 
 
 def _with_softmax(model, temperature: float):
+    """The exported network: calibrated probabilities, and for a registry Classifier also the
+    embedding its head reads (what attribute heads are trained on)."""
     import torch
+
+    with_embedding = hasattr(model, "forward_with_embedding")
 
     class WithSoftmax(torch.nn.Module):
         def __init__(self):
@@ -40,9 +47,12 @@ def _with_softmax(model, temperature: float):
             self.model = model
 
         def forward(self, x):
-            return torch.softmax(self.model(x) / temperature, dim=-1)
+            if not with_embedding:
+                return torch.softmax(self.model(x) / temperature, dim=-1)
+            logits, emb = self.model.forward_with_embedding(x)
+            return torch.softmax(logits / temperature, dim=-1), emb
 
-    return WithSoftmax()
+    return WithSoftmax(), (["output", EMBEDDING_OUTPUT] if with_embedding else ["output"])
 
 
 def export_onnx(model, size: int, path: str | os.PathLike, softmax: bool = True,
@@ -53,11 +63,11 @@ def export_onnx(model, size: int, path: str | os.PathLike, softmax: bool = True,
 
     path = Path(path)
     model = model.eval()
-    net = _with_softmax(model, temperature) if softmax else model
+    net, outputs = _with_softmax(model, temperature) if softmax else (model, ["output"])
     x = torch.zeros(1, 3, size, size)
     with torch.no_grad():
-        torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["output"],
-                          dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
+        torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
                           opset_version=17, dynamo=False)
     return path
 
@@ -83,6 +93,7 @@ class ModelBundle:
     preprocessing: Preprocessing
     info: dict = field(default_factory=dict)
     _session: object = field(default=None, repr=False)
+    _attributes: list | None = field(default=None, repr=False)
 
     @property
     def onnx_path(self) -> Path:
@@ -93,6 +104,13 @@ class ModelBundle:
             self._session = onnx_session(self.onnx_path, threads)
         return self._session
 
+    @property
+    def attributes(self) -> list[AttributeHead]:
+        """The attribute heads in attributes/, checked against this bundle's graph."""
+        if self._attributes is None:
+            self._attributes = load_attribute_heads(self.path, self.onnx_path)
+        return self._attributes
+
     def transform(self):
         """The torchvision eval preset (for PyTorch data loaders); `eval_array` is the same without torch."""
         from .data.transforms import eval_preset
@@ -101,10 +119,18 @@ class ModelBundle:
 
     def predict_batch(self, batch) -> np.ndarray:
         """Probabilities (N, C) for a preprocessed batch (N, 3, S, S), a NumPy array or torch tensor."""
+        return self.run_batch(batch, embedding=False)[0]
+
+    def run_batch(self, batch, embedding: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (N, C), embedding (N, D) or None when not asked for or not in the graph),
+        from one pass of the network."""
         if hasattr(batch, "numpy") and not isinstance(batch, np.ndarray):
             batch = batch.numpy()
         sess = self.session()
-        return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        names = [o.name for o in sess.get_outputs()]
+        want = [names[0]] + ([EMBEDDING_OUTPUT] if embedding and EMBEDDING_OUTPUT in names else [])
+        out = sess.run(want, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return out[0], (out[1] if len(out) > 1 else None)
 
     def predict_files(self, paths: Sequence[str]) -> np.ndarray:
         """Convenience for a handful of photos; batch jobs use the streaming loaders."""

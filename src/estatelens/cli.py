@@ -157,6 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to do with weights.pt: half precision (default), keep, or leave out")
     q.set_defaults(func=cmd_quantize)
 
+    a = sub.add_parser("train-attribute", help="teach a bundle a yes/no attribute (fireplace, balcony, ...)",
+                       description=(
+        "Train a head for attribute NAME on the frozen embedding of MODEL's network and plug it into\n"
+        "the bundle: `tag` then writes NAME (yes/no) and NAME_probability for every photo, from the\n"
+        "same network pass as the room type. DATA is a CSV with columns path,NAME (yes / no /\n"
+        "unsure) or folders NAME/yes/ and NAME/no/ (optionally under train/val/test). Rows marked\n"
+        "unsure are left out of training and scoring. The head is calibrated on cross-validated\n"
+        "predictions and ships the threshold that reaches --precision there; test-split photos\n"
+        "(a split column, a test/ folder in the path, or 10 %% set aside) are scored at the end.\n"
+        "The room-type network and head are not changed."),
+        epilog=("examples:\n  estatelens train-attribute fireplace ../shared/data/attributes.csv --model rooms --out my.estatelens\n"
+                "  estatelens train-attribute pool labelled/ --model my.estatelens --precision 0.95"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("name", help="attribute name: lower-case letters, digits and _ (e.g. fireplace)")
+    a.add_argument("data", help="CSV path,NAME[,split][,group] or a folder with NAME/yes and NAME/no")
+    a.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle to add the head to (default {DEFAULT_MODEL})")
+    a.add_argument("--out", help=(
+        "write a copy of the bundle with the head added here; without it the head is added to MODEL "
+        "in place (not allowed for a bundled model given by name)"))
+    a.add_argument("--precision", type=float, default=0.9, help=(
+        "precision the shipped threshold must reach on validation predictions (default 0.90: a portal "
+        "shows a tag only when it is sure)"))
+    a.add_argument("--views", type=int, default=4, help="augmented views per training photo, besides the photo itself (default 4)")
+    a.add_argument("--class-balance", choices=["none", "full"], default="full",
+                   help="weight yes and no equally in the loss (default full; the probabilities are recalibrated after)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--report", help="folder for metrics.json and the precision-recall plot (default runs/attribute-NAME)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_train_attribute)
+
     m = sub.add_parser("models", help="list the registered model names")
     m.set_defaults(func=cmd_models)
     return p
@@ -226,6 +256,54 @@ def cmd_train(args) -> int:
           f"stopped by {result.stopped_by}")
     print(f"model:  {result.bundle.path}")
     print(f"report: {metrics['report']}")
+    return 0
+
+
+def cmd_train_attribute(args) -> int:
+    import json
+    import shutil
+
+    from .attributes import add_embedding_output, save_attribute_head
+    from .bundle import load_bundle
+    from .data.attribute_labels import read_attribute_labels
+    from .evaluation.report import plot_precision_recall
+    from .training.attributes import train_attribute
+
+    labels = read_attribute_labels(args.data, args.name, seed=args.seed)
+    source = load_bundle(args.model)
+    if args.out:
+        target = Path(args.out)
+        if target.suffix != ".estatelens":
+            target = target.with_name(target.name + ".estatelens")
+        if target.resolve() != source.path.resolve():
+            if target.exists():
+                raise ValueError(f"{target}: already exists; choose another --out or leave --out out to add in place")
+            shutil.copytree(source.path, target)
+    elif not Path(args.model).exists():
+        raise ValueError(f"{args.model} is a bundled model; give --out NEW.estatelens for the copy that gets the head")
+    else:
+        target = source.path
+    if add_embedding_output(target / "model.onnx"):
+        print(f"{target}: the network now also outputs its embedding (room-type outputs unchanged)")
+    bundle = load_bundle(target)
+    fit = train_attribute(bundle, labels, target_precision=args.precision, views=args.views,
+                          class_balance=args.class_balance, seed=args.seed, progress=not args.quiet)
+    head_path = save_attribute_head(bundle.path, fit.head)
+    report = Path(args.report or f"runs/attribute-{args.name}")
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "metrics.json").write_text(json.dumps(fit.report, indent=2))
+    v, t = fit.report["validation"], fit.report["test"]
+    print(f"{args.name}: threshold {fit.head.threshold:.3f} for precision {args.precision:.2f} "
+          f"(validation: precision {_num(v['precision'])}, recall {_num(v['recall'])}, AP {_num(v['average_precision'])})")
+    if t.get("n"):
+        plot_precision_recall(fit.test_labels, fit.test_probabilities, fit.head.threshold,
+                              f"{args.name}: test split", report / "precision_recall.png")
+        print(f"  test: {t['positives']} yes / {t['negatives']} no: AP {_num(t['average_precision'])}, at the "
+              f"threshold precision {_num(t['precision'])} recall {_num(t['recall'])}")
+        for src, m in t.get("by_source", {}).items():
+            print(f"    {src}: {m['positives']} yes / {m['negatives']} no: AP {_num(m['average_precision'])}, "
+                  f"precision {_num(m['precision'])} recall {_num(m['recall'])}")
+    print(f"head: {head_path}\nreport: {report / 'metrics.json'}")
     return 0
 
 

@@ -149,3 +149,42 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: S
         "reliability": reliability,
         "log_loss": log_loss,
     }
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    """95 % Wilson interval of a proportion k/n: honest error bars on precision and recall when
+    they rest on a dozen positives."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(float(centre - half), 4), round(float(centre + half), 4)]
+
+
+def attribute_metrics(y_true, probs, threshold: float) -> dict:
+    """A yes/no attribute: average precision and ROC AUC (threshold-free), and precision, recall,
+    F1 and counts at `threshold`, with 95 % intervals; `y_true` 0/1, `probs` P(yes)."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(probs, dtype=np.float64)
+    pred = p >= threshold
+    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
+    fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
+    both = 0 < y.sum() < len(y)
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    return {
+        "n": int(len(y)), "positives": int(y.sum()), "negatives": int(len(y) - y.sum()),
+        "average_precision": round(float(average_precision_score(y, p)), 4) if y.sum() else None,
+        "roc_auc": round(float(roc_auc_score(y, p)), 4) if both else None,
+        "threshold": round(float(threshold), 4),
+        "precision": None if precision is None else round(precision, 4),
+        "precision_95ci": _wilson(tp, tp + fp),
+        "recall": None if recall is None else round(recall, 4),
+        "recall_95ci": _wilson(tp, tp + fn),
+        "f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0,
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "brier": round(float(brier_score_loss(y, p)), 4) if len(y) else None,
+    }

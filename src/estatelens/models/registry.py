@@ -47,6 +47,14 @@ class Classifier(nn.Module):
             return self.head(feats[0]), feats[1]
         return self.head(feats)
 
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) in eval mode: the embedding is what the room-type head reads and
+        what attribute heads are trained on; the exported graph outputs both."""
+        feats = self.backbone(x)
+        if isinstance(feats, tuple):
+            feats = feats[0]
+        return self.head(feats), feats
+
     def trunk_split(self, from_block: int) -> tuple[nn.Module, nn.Module]:
         """Split into (frozen prefix, trainable suffix) at backbone block `from_block`
         (negative counts from the end). Only block-structured backbones support it."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..attributes import NO, YES, AttributeHead
 from ..bundle import ModelBundle
 from ..inference import predict_stream
 
@@ -44,6 +45,7 @@ class TagRow:
     top: list[tuple[str, float]] | None = None
     width: int | None = None
     height: int | None = None
+    attributes: dict[str, float] | None = None  # attribute -> probability
 
     @property
     def path(self) -> str:
@@ -53,9 +55,15 @@ class TagRow:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, heads: Sequence[AttributeHead] = ()) -> dict:
+        """The output row. Each attribute gives two columns beside the room type: NAME ("yes" at
+        or above the head's operating threshold, else "no") and NAME_probability."""
         row = {"path": self.path, "status": self.status, "room_type": self.room_type,
                "probability": self.probability}
+        for head in heads:
+            p = self.attributes.get(head.name) if self.attributes else None
+            row[head.name] = None if p is None else (YES if p >= head.threshold else NO)
+            row[f"{head.name}_probability"] = None if p is None else round(p, 4)
         for k in range(TOP_K):
             name, p = self.top[k] if self.top and k < len(self.top) else (None, None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, p
@@ -125,4 +133,4 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
         top = [(classes[k], round(float(p[k]), 4)) for k in order]
         room, prob = top[0]
         sure = float(p[order[0]]) >= min_confidence
-        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h)
+        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes)

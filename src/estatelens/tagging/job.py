@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
+from ..attributes import AttributeHead
 from ..bundle import ModelBundle
 from .core import UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
 from .writers import check_output_path, write_rows
@@ -42,6 +43,7 @@ class TagJob:
         """What must match for a journal to be resumed."""
         return {"journal": JOURNAL_VERSION, "inputs": [os.path.abspath(i) for i in self.inputs],
                 "model": str(bundle.path.resolve()), "classes": bundle.classes,
+                "attributes": {h.name: [h.graph, h.threshold, h.bias] for h in bundle.attributes},
                 "sort_into": os.path.abspath(self.sort_into) if self.sort_into else None,
                 "link": self.link, "min_confidence": self.min_confidence}
 
@@ -59,9 +61,9 @@ class TagSummary:
     skipped_examples: list = field(default_factory=list)
 
 
-def columns(sort_into: bool) -> list[str]:
+def columns(sort_into: bool, heads: Sequence[AttributeHead] = ()) -> list[str]:
     """The output's columns: a row's own (TagRow.to_dict is the one place they are named)."""
-    return list(TagRow("", "").to_dict()) + (["sorted_to"] if sort_into else [])
+    return list(TagRow("", "").to_dict(heads)) + (["sorted_to"] if sort_into else [])
 
 
 def journal_path(out: str | os.PathLike) -> Path:
@@ -99,7 +101,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
                           min_confidence=job.min_confidence)
         pending: list[str] = []
         for row in rows:
-            record = row.to_dict()
+            record = row.to_dict(bundle.attributes)
             record["_key"] = path_key(row.file)
             if sorter is not None:
                 record["sorted_to"] = sorter.place(row) if row.ok else None
@@ -126,7 +128,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
                 skipped_examples.append((record["path"], record["status"]))
             yield record
 
-    write_rows(out, final_rows(), columns(bool(job.sort_into)))
+    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes))
     journal.unlink()
     n_ok = sum(counts.values())
     return TagSummary(str(out), n_rows, n_ok, n_rows - n_ok, n_resumed, seconds,

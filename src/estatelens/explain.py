@@ -1,0 +1,169 @@
+"""Where the model looked: Grad-CAM heatmaps over the photo, for the room type and for every
+attribute that fires.
+
+Grad-CAM (Selvaraju et al., 2017) weighs the channels of the network's last convolutional feature
+map by the gradient of one score (a room-type logit, an attribute logit) and keeps the positive
+part: the regions that raise that score. The heatmap is computed with the bundle's float PyTorch
+weights (weights.pt); the probabilities printed beside it are the ONNX model's, the same numbers
+`estatelens tag` writes. The network sees the centre square of the photo (see Preprocessing), so
+the heat lies in that square and the rest of the photo is shown dimmed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .attributes import YES
+from .bundle import ModelBundle
+from .data.images import read_photo
+from .data.preprocess import eval_array
+
+OVERLAY_ALPHA = 0.45
+OUTSIDE_DIM = 0.45  # brightness of the part of the photo the network does not see
+
+
+@dataclass
+class Heatmap:
+    target: str  # "room_type" or an attribute name
+    label: str  # the class, or "yes"
+    probability: float
+    cam: np.ndarray  # (h, w) in [0, 1], over the network's input square
+
+
+@dataclass
+class Explanation:
+    path: str
+    size: tuple[int, int]
+    heatmaps: list[Heatmap] = field(default_factory=list)
+
+
+def load_torch_model(bundle: ModelBundle):
+    """The bundle's network as a float PyTorch Classifier in eval mode, from weights.pt."""
+    import torch
+
+    from .models import create_model
+
+    weights = bundle.path / "weights.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{bundle.path}: no weights.pt, which heatmaps need (the ONNX graph "
+                                f"alone cannot give gradients)")
+    name = bundle.info.get("model")
+    if not name:
+        raise ValueError(f"{bundle.path}: bundle.json names no registered model")
+    model = create_model(name, num_classes=len(bundle.classes))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.eval()
+
+
+class Explainer:
+    """Grad-CAM for a bundle's room-type head and attribute heads, on its last feature map."""
+
+    def __init__(self, bundle: ModelBundle):
+        import torch
+
+        self.bundle = bundle
+        self.model = load_torch_model(bundle)
+        self.heads = {h.name: h for h in bundle.attributes}
+        self._attr_w = {n: torch.tensor(h.weight, dtype=torch.float32) for n, h in self.heads.items()}
+        self._layer = _last_feature_layer(self.model.backbone)
+
+    def explain(self, path: str | os.PathLike, *, room_probs: np.ndarray | None = None,
+                attributes: dict[str, float] | None = None) -> Explanation:
+        """Heatmaps for the top room type and for each attribute at or above its threshold.
+        Probabilities come from the ONNX model (pass them when already known, as the tagger does)."""
+        pre = self.bundle.preprocessing
+        im, size = read_photo(path, round(pre.size / pre.crop_fraction))
+        x = eval_array(im, pre)
+        if room_probs is None or (self.heads and attributes is None):
+            probs, emb = self.bundle.run_batch(x[None], embedding=bool(self.heads))
+            room_probs = probs[0]
+            attributes = {n: float(h.probability(emb)[0]) for n, h in self.heads.items()} if self.heads else {}
+        targets: list[tuple[str, str, float]] = []
+        k = int(np.argmax(room_probs))
+        targets.append(("room_type", self.bundle.classes[k], float(room_probs[k])))
+        for name, p in (attributes or {}).items():
+            if p >= self.heads[name].threshold:
+                targets.append((name, YES, p))
+        cams = self._grad_cam(x, [(t, lbl) for t, lbl, _ in targets])
+        return Explanation(str(path), size, [Heatmap(t, lbl, p, c) for (t, lbl, p), c in zip(targets, cams)])
+
+    def _grad_cam(self, x: np.ndarray, targets: list[tuple[str, str]]) -> list[np.ndarray]:
+        import torch
+
+        store: dict = {}
+        hook = self._layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+        try:
+            with torch.enable_grad():
+                logits, emb = self.model.forward_with_embedding(torch.from_numpy(x)[None])
+                scores = []
+                for target, label in targets:
+                    if target == "room_type":
+                        scores.append(logits[0, self.bundle.classes.index(label)])
+                    else:
+                        scores.append(emb[0] @ self._attr_w[target])  # the bias does not move gradients
+                act = store["a"]
+                cams = []
+                for s in scores:
+                    (grad,) = torch.autograd.grad(s, act, retain_graph=True)
+                    weights = grad[0].mean((1, 2))
+                    cam = torch.relu((weights[:, None, None] * act[0]).sum(0)).detach().numpy()
+                    cams.append(cam / cam.max() if cam.max() > 0 else cam)
+        finally:
+            hook.remove()
+        return cams
+
+
+def _last_feature_layer(backbone):
+    """The module whose output is the backbone's last spatial feature map (found by running a
+    small input through it): Grad-CAM's usual layer, where features are most semantic."""
+    import torch
+
+    last: dict = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o: last.__setitem__("m", mod)
+                                     if torch.is_tensor(o) and o.dim() == 4 else None)
+             for m in backbone.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            backbone(torch.zeros(1, 3, 64, 64))
+    finally:
+        for h in hooks:
+            h.remove()
+    if "m" not in last:
+        raise ValueError("the backbone has no spatial feature map to explain")
+    return last["m"]
+
+
+def write_overlays(explanation: Explanation, path: str | os.PathLike, out_dir: str | os.PathLike,
+                   crop_fraction: float = 1.0) -> list[Path]:
+    """One JPEG per heatmap, the size of the photo as a viewer shows it:
+    OUT/<photo name>.<room type or attribute>.jpg."""
+    from matplotlib import colormaps
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    im, _ = read_photo(path)
+    w, h = im.size
+    side = round(min(w, h) * crop_fraction)
+    box = ((w - side) // 2, (h - side) // 2)
+    base = np.asarray(im, dtype=np.float32)
+    outside = np.full((h, w), OUTSIDE_DIM, dtype=np.float32)
+    outside[box[1]:box[1] + side, box[0]:box[0] + side] = 1.0
+    written = []
+    stem = Path(path).name
+    for hm in explanation.heatmaps:
+        cam = np.zeros((h, w), dtype=np.float32)
+        cam_img = Image.fromarray((hm.cam * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
+        cam[box[1]:box[1] + side, box[0]:box[0] + side] = np.asarray(cam_img, dtype=np.float32) / 255
+        colour = colormaps["jet"](cam)[..., :3] * 255
+        alpha = OVERLAY_ALPHA * cam[..., None]
+        mixed = (base * (1 - alpha) + colour * alpha) * outside[..., None]
+        name = hm.label if hm.target == "room_type" else hm.target
+        dest = out_dir / f"{stem}.{name}.jpg"
+        Image.fromarray(mixed.clip(0, 255).astype(np.uint8)).save(dest, quality=90)
+        written.append(dest)
+    return written

@@ -1,0 +1,290 @@
+"""Train an attribute head (fireplace, balcony, ...) on a bundle's frozen embedding.
+
+Labels are scarce (71 balconies in the shared data), so the head is the smallest thing that can
+learn from them: a logistic regression on the embedding the room-type network already computes,
+fitted on cached embeddings of each training photo and of a few augmented views of it. The room
+type network and head are never touched.
+
+Calibration and the operating threshold come from validation predictions: every train+val photo
+is predicted by a head fitted without it (5-fold cross-validation, grouped by photo, so its
+augmented views never leak), those out-of-fold scores are Platt-scaled, and the threshold is the
+lowest one whose out-of-fold precision reaches the target (most recall at that precision). The
+final head is fitted on all train+val photos and carries that scaling and threshold. The test
+split is scored once, at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..attributes import YES, AttributeHead, graph_fingerprint
+from ..bundle import ModelBundle, estatelens_home
+from ..data.attribute_labels import AttributeLabels
+from ..data.images import PhotoError, read_photo
+from ..evaluation.metrics import attribute_metrics
+from ..inference import load_photo
+from ..data.preprocess import decode_side
+
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+CV_FOLDS = 5
+_RNG_LOCK = threading.Lock()  # torch's RNG is process-wide; decoding threads take turns drawing views
+
+
+@dataclass
+class AttributeFit:
+    head: AttributeHead
+    report: dict
+    test_labels: np.ndarray  # 0/1 per test photo
+    test_probabilities: np.ndarray
+
+
+# ---------------------------------------------------------------- embeddings, cached per photo
+
+class EmbeddingCache:
+    """Embeddings of photo views under $ESTATELENS_HOME/embeddings/<graph>.pkl, keyed by the photo's
+    absolute path, size and modification time, the view index and the seed: a second attribute
+    on the same photos (or a rerun) costs no network pass."""
+
+    def __init__(self, bundle: ModelBundle):
+        self.path = estatelens_home() / "embeddings" / f"{graph_fingerprint(bundle.onnx_path)}.pkl"
+        self.data: dict[str, np.ndarray] = {}
+        if self.path.is_file():
+            try:
+                with open(self.path, "rb") as f:
+                    self.data = pickle.load(f)
+            except (pickle.UnpicklingError, EOFError, OSError):
+                self.data = {}  # a damaged cache is only a slower run
+
+    @staticmethod
+    def key(path: str, view: int, seed: int) -> str:
+        st = os.stat(path)
+        return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{view}|{seed if view else 0}"
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(self.data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(self.path)
+
+
+def _views(path: str, bundle: ModelBundle, views: int, seed: int) -> tuple[list[np.ndarray] | None, str]:
+    """The tagger's own input for the photo, then `views` augmented crops of it (train preset)."""
+    import torch
+
+    from ..data.transforms import train_preset
+
+    x, _, status = load_photo(path, bundle.preprocessing, decode_side(bundle.preprocessing))
+    if x is None:
+        return None, status
+    out = [x]
+    if views:
+        try:
+            im, _ = read_photo(path, 2 * bundle.preprocessing.size)
+        except PhotoError as e:
+            return None, e.reason
+        preset = train_preset(bundle.preprocessing)
+        # Seeded per photo, so a view is the same whichever run or thread computes it.
+        photo_seed = int.from_bytes(hashlib.sha1(f"{seed}:{os.path.abspath(path)}".encode()).digest()[:4], "big")
+        with _RNG_LOCK:
+            state = torch.get_rng_state()
+            torch.manual_seed(photo_seed)
+            try:
+                out += [preset(im).numpy() for _ in range(views)]
+            finally:
+                torch.set_rng_state(state)
+    return out, "ok"
+
+
+def embed_photos(bundle: ModelBundle, paths: Sequence[str], *, views: int = 4, seed: int = 0,
+                 batch_size: int = 16, progress: bool = True) -> tuple[np.ndarray, list[str]]:
+    """(embeddings (N, 1 + views, D) float32, NaN where a photo failed; status per photo)."""
+    cache = EmbeddingCache(bundle)
+    rows: list[np.ndarray | None] = [None] * len(paths)
+    status = ["ok"] * len(paths)
+    todo = []
+    for i, p in enumerate(paths):
+        try:
+            got = [cache.data.get(EmbeddingCache.key(p, v, seed)) for v in range(views + 1)]
+        except OSError:
+            status[i] = "file not found"
+            continue
+        if all(g is not None for g in got):
+            rows[i] = np.stack(got).astype(np.float32)
+        else:
+            todo.append(i)
+    with ThreadPoolExecutor(max_workers=2) as pool, \
+            tqdm(total=len(todo), desc="embedding", unit="photo", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            loaded = list(pool.map(lambda i: _views(paths[i], bundle, views, seed), chunk))
+            batch, owners = [], []
+            for i, (arrays, st) in zip(chunk, loaded):
+                if arrays is None:
+                    status[i] = st
+                    continue
+                batch += arrays
+                owners.append(i)
+            if batch:
+                _, emb = bundle.run_batch(np.stack(batch))
+                if emb is None:
+                    raise ValueError(f"{bundle.onnx_path}: the graph has no embedding output; "
+                                     f"see attributes.add_embedding_output")
+                emb = emb.reshape(len(owners), views + 1, -1)
+                for j, i in enumerate(owners):
+                    rows[i] = emb[j]
+                    for v in range(views + 1):
+                        cache.data[EmbeddingCache.key(paths[i], v, seed)] = emb[j, v].astype(np.float16)
+            bar.update(len(chunk))
+    if todo:
+        cache.save()
+    width = next((r.shape[-1] for r in rows if r is not None), 0)
+    out = np.full((len(paths), views + 1, width), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r
+    return out, status
+
+
+# ---------------------------------------------------------------- fitting, calibration, threshold
+
+def _logistic(C: float, balance: str, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(
+        C=C, class_weight="balanced" if balance == "full" else None, max_iter=3000, random_state=seed))
+
+
+def _fit_views(model, emb: np.ndarray, y: np.ndarray):
+    """Fit on every view of every photo (the tagger's view and the augmented ones)."""
+    n, v, d = emb.shape
+    return model.fit(emb.reshape(n * v, d), np.repeat(y, v))
+
+
+def _out_of_fold(emb: np.ndarray, y: np.ndarray, groups: Sequence[str], C: float, balance: str,
+                 seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = min(CV_FOLDS, int(y.sum()), int((1 - y).sum()))
+    if folds < 2:
+        raise ValueError("need at least 2 photos labelled yes and 2 labelled no in train+val "
+                         f"to validate a head (got {int(y.sum())} yes, {int((1 - y).sum())} no)")
+    z = np.zeros(len(y))
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for tr, te in cv.split(emb[:, 0], y, groups):
+        model = _fit_views(_logistic(C, balance, seed), emb[tr], y[tr])
+        z[te] = model.decision_function(emb[te, 0])
+    return z
+
+
+def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """p = sigmoid(a z + b), fitted to the out-of-fold scores: undoes the class weighting's and the
+    regularisation's distortion of the probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, target_precision: float) -> tuple[float, bool]:
+    """(threshold, target met): the lowest threshold whose precision on (y, p) reaches the target,
+    which gives the most recall at that precision; when no threshold reaches it, the one with the
+    highest precision."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, _, thresholds = precision_recall_curve(y, p)
+    precision = precision[:-1]  # the last point (recall 0) has no threshold
+    ok = np.flatnonzero(precision >= target_precision)
+    if ok.size:
+        return float(thresholds[ok[0]]), True
+    return float(thresholds[int(np.argmax(precision))]), False
+
+
+def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_precision: float = 0.9,
+                    views: int = 4, class_balance: str = "full", seed: int = 0, progress: bool = True,
+                    log: Callable[[str], None] = print) -> AttributeFit:
+    if not 0 < target_precision < 1:
+        raise ValueError(f"target precision must be between 0 and 1, got {target_precision}")
+    if class_balance not in ("none", "full"):
+        raise ValueError(f"class_balance must be none or full, not {class_balance!r}")
+    t0 = time.time()
+    samples = labels.samples
+    emb, status = embed_photos(bundle, [s.path for s in samples], views=views, seed=seed, progress=progress)
+    failed = [{"path": s.path, "reason": st} for s, st in zip(samples, status) if st != "ok"]
+    for f in failed[:5]:
+        log(f"  skipped {f['path']}: {f['reason']}")
+    keep = np.array([st == "ok" for st in status])
+    y_all = np.array([s.label == YES for s in samples], dtype=int)
+    split = np.array([s.split for s in samples])
+    pool = np.flatnonzero(keep & (split != "test"))
+    test = np.flatnonzero(keep & (split == "test"))
+    groups = [samples[i].group or samples[i].path for i in pool]
+    y_pool = y_all[pool]
+    log(f"{labels.name}: {int(y_pool.sum())} yes / {int((1 - y_pool).sum())} no for training and validation, "
+        f"{int(y_all[test].sum())} yes / {int((1 - y_all[test]).sum())} no held out for test, "
+        f"{len(labels.unsure)} unsure left out, {len(failed)} unreadable")
+
+    cv_scores = {}
+    best = None
+    for C in C_GRID:
+        z = _out_of_fold(emb[pool], y_pool, groups, C, class_balance, seed)
+        cv_scores[C] = attribute_metrics(y_pool, 1 / (1 + np.exp(-z)), 0.5)["average_precision"]
+        if best is None or cv_scores[C] > cv_scores[best[0]]:
+            best = (C, z)
+    C, z = best
+    a, b = _platt(z, y_pool)
+    p_oof = 1 / (1 + np.exp(-(a * z + b)))
+    threshold, met = choose_threshold(y_pool, p_oof, target_precision)
+    if not met:
+        log(f"  warning: no threshold reaches precision {target_precision} on validation; "
+            f"shipping the most precise one ({threshold:.3f})")
+
+    final = _fit_views(_logistic(C, class_balance, seed), emb[pool], y_pool)
+    scaler, lr = final[0], final[1]
+    w = lr.coef_[0] / scaler.scale_
+    w0 = float(lr.intercept_[0] - np.dot(w, scaler.mean_))
+    head = AttributeHead(labels.name, a * w, a * w0 + b, threshold, target_precision,
+                         graph_fingerprint(bundle.onnx_path))
+
+    p_test = head.probability(emb[test, 0]) if len(test) else np.zeros(0)
+    report = {
+        "attribute": labels.name, "model": str(bundle.path), "labels": labels.counts(),
+        "unreadable": failed, "views_per_photo": views, "class_balance": class_balance, "seed": seed,
+        "C": C, "cv_average_precision": {str(k): round(v, 4) for k, v in cv_scores.items()},
+        "platt": [a, b], "threshold": threshold, "target_precision": target_precision,
+        "validation": {**attribute_metrics(y_pool, p_oof, threshold), "target_met": met,
+                       "how": f"{CV_FOLDS}-fold out-of-fold predictions on train+val"},
+        "test": _test_report(head, p_test, y_all[test], [samples[i].path for i in test], labels),
+        "seconds": round(time.time() - t0, 1),
+    }
+    head.info = {"trained": {k: report[k] for k in ("labels", "views_per_photo", "class_balance", "C", "platt")},
+                 "validation": report["validation"], "test": report["test"]}
+    return AttributeFit(head, report, y_all[test], p_test)
+
+
+def _test_report(head: AttributeHead, p: np.ndarray, y: np.ndarray, paths: list[str],
+                 labels: AttributeLabels) -> dict:
+    if len(y) == 0:
+        return {"n": 0}
+    out = attribute_metrics(y, p, head.threshold)
+    # Per source (first folder under the labels' root), e.g. rooms-web, rooms-places, houses.
+    roots = [Path(s.path) for s in labels.samples]
+    common = Path(os.path.commonpath([str(r.parent) for r in roots])) if roots else Path(".")
+    source = np.array([Path(os.path.relpath(q, common)).parts[0] if os.path.relpath(q, common).count(os.sep)
+                       else "." for q in paths])
+    if len(set(source)) > 1:
+        out["by_source"] = {s: attribute_metrics(y[source == s], p[source == s], head.threshold)
+                            for s in sorted(set(source))}
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .attributes import YES
+from .attributes import NO, YES
 from .bundle import ModelBundle
 from .data.images import read_photo
 from .data.preprocess import eval_array
@@ -29,7 +29,7 @@ OUTSIDE_DIM = 0.45  # brightness of the part of the photo the network does not s
 @dataclass
 class Heatmap:
     target: str  # "room_type" or an attribute name
-    label: str  # the class, or "yes"
+    label: str  # the class, or "yes" / "no" for an attribute
     probability: float
     cam: np.ndarray  # (h, w) in [0, 1], over the network's input square
 
@@ -70,25 +70,26 @@ class Explainer:
         self.model = load_torch_model(bundle)
         self.heads = {h.name: h for h in bundle.attributes}
         self._attr_w = {n: torch.tensor(h.weight, dtype=torch.float32) for n, h in self.heads.items()}
-        self._layer = _last_feature_layer(self.model.backbone)
+        self._layer = _last_feature_layer(self.model.backbone, bundle.preprocessing.size)
 
-    def explain(self, path: str | os.PathLike, *, room_probs: np.ndarray | None = None,
-                attributes: dict[str, float] | None = None) -> Explanation:
-        """Heatmaps for the top room type and for each attribute at or above its threshold.
-        Probabilities come from the ONNX model (pass them when already known, as the tagger does)."""
+    def explain(self, path: str | os.PathLike, *, room: tuple[str, float] | None = None,
+                attributes: dict[str, float] | None = None, every_attribute: bool = False) -> Explanation:
+        """Heatmaps for the room type and for each attribute at or above its threshold (every
+        attribute with `every_attribute`). `room` (class, probability) and `attributes` (name ->
+        probability) are the ONNX model's numbers; pass them when already known, as the tagger
+        does, or leave them out to have them computed."""
         pre = self.bundle.preprocessing
         im, size = read_photo(path, round(pre.size / pre.crop_fraction))
         x = eval_array(im, pre)
-        if room_probs is None or (self.heads and attributes is None):
+        if room is None or (self.heads and attributes is None):
             probs, emb = self.bundle.run_batch(x[None], embedding=bool(self.heads))
-            room_probs = probs[0]
+            k = int(np.argmax(probs[0]))
+            room = (self.bundle.classes[k], float(probs[0, k]))
             attributes = {n: float(h.probability(emb)[0]) for n, h in self.heads.items()} if self.heads else {}
-        targets: list[tuple[str, str, float]] = []
-        k = int(np.argmax(room_probs))
-        targets.append(("room_type", self.bundle.classes[k], float(room_probs[k])))
+        targets: list[tuple[str, str, float]] = [("room_type", room[0], float(room[1]))]
         for name, p in (attributes or {}).items():
-            if p >= self.heads[name].threshold:
-                targets.append((name, YES, p))
+            if name in self.heads and (every_attribute or p >= self.heads[name].threshold):
+                targets.append((name, YES if p >= self.heads[name].threshold else NO, p))
         cams = self._grad_cam(x, [(t, lbl) for t, lbl, _ in targets])
         return Explanation(str(path), size, [Heatmap(t, lbl, p, c) for (t, lbl, p), c in zip(targets, cams)])
 
@@ -118,18 +119,22 @@ class Explainer:
         return cams
 
 
-def _last_feature_layer(backbone):
-    """The module whose output is the backbone's last spatial feature map (found by running a
-    small input through it): Grad-CAM's usual layer, where features are most semantic."""
+def _last_feature_layer(backbone, size: int):
+    """The module whose output is the backbone's last spatial feature map (found by running an
+    input of the network's size through it): Grad-CAM's usual layer, where features are most
+    semantic. Global pooling's (N, C, 1, 1) output is 4-D too but has no "where", so it is passed over."""
     import torch
 
     last: dict = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o: last.__setitem__("m", mod)
-                                     if torch.is_tensor(o) and o.dim() == 4 else None)
-             for m in backbone.modules() if not list(m.children())]
+
+    def keep(mod, _inputs, out):
+        if torch.is_tensor(out) and out.dim() == 4 and out.shape[2] * out.shape[3] > 1:
+            last["m"] = mod
+
+    hooks = [m.register_forward_hook(keep) for m in backbone.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            backbone(torch.zeros(1, 3, 64, 64))
+            backbone(torch.zeros(1, 3, size, size))
     finally:
         for h in hooks:
             h.remove()
@@ -138,23 +143,24 @@ def _last_feature_layer(backbone):
     return last["m"]
 
 
-def write_overlays(explanation: Explanation, path: str | os.PathLike, out_dir: str | os.PathLike,
-                   crop_fraction: float = 1.0) -> list[Path]:
-    """One JPEG per heatmap, the size of the photo as a viewer shows it:
-    OUT/<photo name>.<room type or attribute>.jpg."""
+def write_overlays(explanation: Explanation, out_dir: str | os.PathLike, crop_fraction: float = 1.0,
+                   stem: str | None = None) -> list[Path]:
+    """One JPEG per heatmap, the size of the photo as a viewer shows it (after EXIF rotation):
+    OUT/<stem>.<room type or attribute>.jpg, stem defaulting to the photo's name without extension.
+    The part of the photo outside the network's centre square is dimmed."""
     from matplotlib import colormaps
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    im, _ = read_photo(path)
+    im, _ = read_photo(explanation.path)
     w, h = im.size
     side = round(min(w, h) * crop_fraction)
     box = ((w - side) // 2, (h - side) // 2)
     base = np.asarray(im, dtype=np.float32)
     outside = np.full((h, w), OUTSIDE_DIM, dtype=np.float32)
     outside[box[1]:box[1] + side, box[0]:box[0] + side] = 1.0
+    stem = stem or Path(explanation.path).stem
     written = []
-    stem = Path(path).name
     for hm in explanation.heatmaps:
         cam = np.zeros((h, w), dtype=np.float32)
         cam_img = Image.fromarray((hm.cam * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
@@ -162,8 +168,9 @@ def write_overlays(explanation: Explanation, path: str | os.PathLike, out_dir: s
         colour = colormaps["jet"](cam)[..., :3] * 255
         alpha = OVERLAY_ALPHA * cam[..., None]
         mixed = (base * (1 - alpha) + colour * alpha) * outside[..., None]
-        name = hm.label if hm.target == "room_type" else hm.target
-        dest = out_dir / f"{stem}.{name}.jpg"
-        Image.fromarray(mixed.clip(0, 255).astype(np.uint8)).save(dest, quality=90)
+        dest = out_dir / f"{stem}.{hm.label if hm.target == 'room_type' else hm.target}.jpg"
+        tmp = dest.with_name(dest.name + ".tmp")
+        Image.fromarray(mixed.clip(0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, dest)
         written.append(dest)
     return written

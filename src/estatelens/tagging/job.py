@@ -8,6 +8,7 @@ end, and the journal is then removed.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ class TagJob:
     workers: int = 2
     restart: bool = False
     progress: bool = True
+    explain: str | None = None  # folder for heatmap overlays (tag --explain DIR)
 
     def settings(self, bundle: ModelBundle) -> dict:
         """What must match for a journal to be resumed."""
@@ -45,7 +47,8 @@ class TagJob:
                 "model": str(bundle.path.resolve()), "classes": bundle.classes,
                 "attributes": {h.name: [h.graph, h.threshold, h.bias] for h in bundle.attributes},
                 "sort_into": os.path.abspath(self.sort_into) if self.sort_into else None,
-                "link": self.link, "min_confidence": self.min_confidence}
+                "link": self.link, "min_confidence": self.min_confidence,
+                "explain": os.path.abspath(self.explain) if self.explain else None}
 
 
 @dataclass
@@ -61,9 +64,10 @@ class TagSummary:
     skipped_examples: list = field(default_factory=list)
 
 
-def columns(sort_into: bool, heads: Sequence[AttributeHead] = ()) -> list[str]:
+def columns(sort_into: bool, heads: Sequence[AttributeHead] = (), explain: bool = False) -> list[str]:
     """The output's columns: a row's own (TagRow.to_dict is the one place they are named)."""
-    return list(TagRow("", "").to_dict(heads)) + (["sorted_to"] if sort_into else [])
+    return (list(TagRow("", "").to_dict(heads)) + (["sorted_to"] if sort_into else [])
+            + (["heatmaps"] if explain else []))
 
 
 def journal_path(out: str | os.PathLike) -> Path:
@@ -80,7 +84,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
     journal = journal_path(out)
     settings = job.settings(bundle)
     done = _read_journal(journal, settings, job.restart, log)
-    exclude = [out, journal] + ([job.sort_into] if job.sort_into else [])
+    exclude = [out, journal] + [d for d in (job.sort_into, job.explain) if d]
     total = sum(1 for _ in iter_input_paths(job.inputs, exclude))
     if total == 0:
         raise FileNotFoundError(f"no files found in {', '.join(map(str, job.inputs))}")
@@ -89,6 +93,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
     if n_resumed:
         log(f"resuming: {n_resumed} of {total} photos were tagged by an earlier run ({journal.name})")
     sorter = _Sorter(Path(job.sort_into), job.link) if job.sort_into else None
+    heatmapper = _Heatmapper(bundle, Path(job.explain)) if job.explain else None
 
     t0, n_new = time.time(), 0
     new_file = not journal.exists() or job.restart
@@ -105,6 +110,8 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
             record["_key"] = path_key(row.file)
             if sorter is not None:
                 record["sorted_to"] = sorter.place(row) if row.ok else None
+            if heatmapper is not None:
+                record["heatmaps"] = heatmapper.write(row) if row.ok else None
             pending.append(json.dumps(record, ensure_ascii=False))
             n_new += 1
             bar.update(1)
@@ -128,7 +135,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
                 skipped_examples.append((record["path"], record["status"]))
             yield record
 
-    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes))
+    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes, bool(job.explain)))
     journal.unlink()
     n_ok = sum(counts.values())
     return TagSummary(str(out), n_rows, n_ok, n_rows - n_ok, n_resumed, seconds,
@@ -179,6 +186,30 @@ def _read_journal(journal: Path, settings: dict, restart: bool, log) -> set[str]
     for record in _journal_records(journal):
         done.add(record.get("_key") or record["path"])
     return done
+
+
+class _Heatmapper:
+    """Writes a tagged photo's heatmap overlays into DIR, from the probabilities the tagger found.
+    File names carry a hash of the photo's absolute path, so that two photos called IMG_0001.jpg
+    in different folders never overwrite each other's overlays."""
+
+    def __init__(self, bundle: ModelBundle, root: Path):
+        from ..explain import Explainer  # PyTorch: only loaded when heatmaps are asked for
+
+        self.explainer, self.root = Explainer(bundle), root
+        self.crop_fraction = bundle.preprocessing.crop_fraction
+
+    def write(self, row: TagRow) -> str:
+        from ..data.images import PhotoError
+        from ..explain import write_overlays
+
+        stem = f"{Path(row.file).stem}-{hashlib.sha1(path_key(row.file).encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+        try:
+            explanation = self.explainer.explain(row.file, room=row.top[0], attributes=row.attributes or {})
+            files = write_overlays(explanation, self.root, self.crop_fraction, stem=stem)
+        except PhotoError as e:  # changed on disk since it was tagged: the row stays, without heatmaps
+            return f"failed: {e.reason}"
+        return ";".join(display_path(str(f)) for f in files)
 
 
 class _Sorter:

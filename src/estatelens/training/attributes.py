@@ -35,7 +35,7 @@ from ..evaluation.metrics import attribute_metrics
 from ..inference import load_photo
 from ..data.preprocess import decode_side
 
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 CV_FOLDS = 5
 _RNG_LOCK = threading.Lock()  # torch's RNG is process-wide; decoding threads take turns drawing views
 
@@ -245,6 +245,10 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
             best = (C, z)
     C, z = best
     a, b = _platt(z, y_pool)
+    if a <= 0:
+        raise ValueError(f"{labels.name}: on cross-validation the head scored photos no better than chance "
+                         f"(average precision {cv_scores[C]:.3f}, {int(y_pool.sum())} yes of {len(y_pool)}); "
+                         f"more labelled photos, or another model's embedding, are needed")
     p_oof = 1 / (1 + np.exp(-(a * z + b)))
     threshold, met = choose_threshold(y_pool, p_oof, target_precision)
     if not met:

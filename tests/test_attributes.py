@@ -1,0 +1,270 @@
+"""Attributes (fireplace, balcony, any yes/no question): labels, heads that plug into a bundle,
+their columns in `estatelens tag`, and heatmaps that show where the model looked."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from estatelens.attributes import EMBEDDING_OUTPUT, add_embedding_output, has_embedding_output
+from estatelens.bundle import load_bundle
+from estatelens.cli import main
+from estatelens.data.attribute_labels import read_attribute_labels
+from estatelens.tagging.job import columns
+from estatelens.training.attributes import choose_threshold
+
+from conftest import SHARED_DATA, has_shared_data, stripes
+
+
+def read_csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def dim(im: Image.Image) -> Image.Image:
+    return Image.fromarray((np.asarray(im, np.float32) * 0.3).astype(np.uint8))
+
+
+def make_dim_folder(root: Path, per_value: int = 16) -> Path:
+    """root/dim/{yes,no,unsure}/: stripes of both orientations, dimmed to 30 % brightness or not.
+    Any convolutional embedding carries overall brightness, so the test is about the plumbing,
+    not a tiny network's luck. The unsure photos are dim: read as "no", they would show."""
+    for value in ("yes", "no"):
+        d = root / "dim" / value
+        d.mkdir(parents=True)
+        for i in range(per_value):
+            im = stripes(("vertical", "horizontal")[i % 2], 72, seed=(300 if value == "yes" else 400) + i)
+            (dim(im) if value == "yes" else im).save(d / f"{value}_{i:02d}.jpg", quality=92)
+    (root / "dim" / "unsure").mkdir()
+    for i in range(3):
+        dim(stripes("vertical", 72, seed=900 + i)).save(root / "dim" / "unsure" / f"unsure_{i}.jpg", quality=92)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dim_bundle(tmp_path_factory, stripes_bundle) -> tuple[Path, Path]:
+    """A copy of the stripes room-type bundle taught the attribute "dim" from a tiny folder:
+    (the new bundle, the labelled folder)."""
+    root = tmp_path_factory.mktemp("dim")
+    data = make_dim_folder(root / "data")
+    out = root / "with-dim.estatelens"
+    assert main(["train-attribute", "dim", str(data), "--model", str(stripes_bundle), "--out", str(out),
+                 "--views", "1", "--report", str(root / "report"), "--quiet"]) == 0
+    return out, data
+
+
+def test_unsure_rows_are_left_out_of_training_and_scoring(tmp_path):
+    for name in ("a", "b", "c", "d", "e"):
+        stripes("vertical", 48).save(tmp_path / f"{name}.jpg")
+    (tmp_path / "labels.csv").write_text(
+        "path,fireplace,balcony\na.jpg,yes,no\nb.jpg,no,unsure\nc.jpg,unsure,yes\nd.jpg,NO,no\ne.jpg,y,n\n")
+    fire = read_attribute_labels(tmp_path / "labels.csv", "fireplace")
+    assert {Path(s.path).name: s.label for s in fire.samples} == {"a.jpg": "yes", "b.jpg": "no", "d.jpg": "no",
+                                                                    "e.jpg": "yes"}
+    assert [Path(p).name for p in fire.unsure] == ["c.jpg"]
+    assert fire.counts()["unsure_left_out"] == 1
+    balcony = read_attribute_labels(tmp_path / "labels.csv", "balcony")
+    assert "b.jpg" not in {Path(s.path).name for s in balcony.samples}
+    with pytest.raises(ValueError, match="row 2, column fireplace.*'maybe'"):
+        (tmp_path / "bad.csv").write_text("path,fireplace\na.jpg,maybe\n")
+        read_attribute_labels(tmp_path / "bad.csv", "fireplace")
+    with pytest.raises(ValueError, match="needs columns path,pool"):
+        read_attribute_labels(tmp_path / "labels.csv", "pool")
+    with pytest.raises(ValueError, match="lower-case letters"):
+        read_attribute_labels(tmp_path / "labels.csv", "Fire place")
+
+
+def test_unsure_folder_is_left_out_and_published_splits_are_kept(tmp_path):
+    data = make_dim_folder(tmp_path, per_value=10)
+    labels = read_attribute_labels(data, "dim")
+    assert len(labels.samples) == 20 and len(labels.unsure) == 3
+    assert all(Path(s.path).parent.name != "unsure" for s in labels.samples)
+    counts = labels.counts()
+    assert sum(counts[s]["yes"] for s in ("train", "val", "test")) == 10
+    assert counts["test"]["yes"] >= 1 and counts["test"]["no"] >= 1  # stratified
+    if has_shared_data():
+        shared = read_attribute_labels(SHARED_DATA / "attributes.csv", "fireplace")
+        test = [s for s in shared.samples if s.split == "test"]
+        # rooms-web/test photos stay in the test split, whatever the seeded split does elsewhere
+        assert all(s.split == "test" for s in shared.samples if "/rooms-web/test/" in s.path)
+        assert sum(s.label == "yes" for s in test if "/rooms-web/test/" in s.path) == 19
+        assert len(shared.unsure) == 36
+
+
+def test_threshold_is_the_lowest_that_reaches_the_precision():
+    y = np.array([1, 1, 0, 1, 0, 1, 0, 0, 1, 0])
+    p = np.array([.95, .9, .85, .8, .7, .6, .5, .4, .3, .2])
+    t, met = choose_threshold(y, p, 0.75)
+    pred = p >= t
+    assert met and (y[pred] == 1).mean() >= 0.75
+    assert t == 0.8  # 0.95, 0.9, 0.85, 0.8: 3 of 4; going lower to 0.6 gives 4 of 6
+    t, met = choose_threshold(y, p, 0.999)
+    assert met and t == 0.9  # only the top two are sure
+    t, met = choose_threshold(np.array([0, 1]), np.array([0.9, 0.1]), 0.9)
+    assert not met
+
+
+def test_new_attribute_plugs_into_the_bundle_and_appears_in_tag_output(tmp_path, dim_bundle, stripes_bundle):
+    bundle_path, _ = dim_bundle
+    bundle = load_bundle(bundle_path)
+    assert [h.name for h in bundle.attributes] == ["dim"]
+    head = bundle.attributes[0]
+    assert 0 < head.threshold < 1 and head.target_precision == 0.9
+    assert head.info["trained"]["labels"]["unsure_left_out"] == 3
+    # the room-type network and head are untouched: the same bytes of weights, the same classes
+    assert (bundle_path / "weights.pt").read_bytes() == (stripes_bundle / "weights.pt").read_bytes()
+    assert load_bundle(stripes_bundle).attributes == []  # --out leaves the source bundle as it was
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        orientation = ("vertical", "horizontal")[i % 2]
+        dim(stripes(orientation, 80, seed=700 + i)).save(photos / f"d{i}.jpg")
+        stripes(orientation, 80, seed=800 + i).save(photos / f"b{i}.jpg")
+    (photos / "broken.jpg").write_bytes(b"not a photo")
+    out, plain = tmp_path / "tags.csv", tmp_path / "plain.csv"
+    assert main(["tag", str(photos), "--model", str(bundle_path), "--out", str(out), "--quiet"]) == 0
+    assert main(["tag", str(photos), "--model", str(stripes_bundle), "--out", str(plain), "--quiet"]) == 0
+    rows, before = read_csv_rows(out), {r["path"]: r for r in read_csv_rows(plain)}
+    assert list(rows[0]) == columns(False, bundle.attributes)
+    assert list(rows[0])[4:6] == ["dim", "dim_probability"]  # next to the room type
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 12
+    for r in ok:
+        p = float(r["dim_probability"])
+        assert r["dim"] == ("yes" if p >= head.threshold else "no")
+        # one backbone pass: the room-type columns are the same as without the head
+        assert r["room_type"] == before[r["path"]]["room_type"]
+        assert r["probability"] == before[r["path"]]["probability"]
+    dimmed = [float(r["dim_probability"]) for r in ok if Path(r["path"]).name.startswith("d")]
+    bright = [float(r["dim_probability"]) for r in ok if Path(r["path"]).name.startswith("b")]
+    assert min(dimmed) > max(bright)
+    assert sum(r["dim"] == "yes" for r in ok if Path(r["path"]).name.startswith("b")) == 0
+    bad = next(r for r in rows if r["path"].endswith("broken.jpg"))
+    assert bad["status"] != "ok" and bad["dim"] == "" and bad["dim_probability"] == ""
+
+
+def test_train_attribute_report_and_in_place_rules(tmp_path, dim_bundle):
+    bundle_path, data = dim_bundle
+    report = json.loads((bundle_path.parent / "report" / "metrics.json").read_text())
+    assert report["labels"]["unsure_left_out"] == 3
+    assert report["validation"]["n"] + report["test"]["n"] == 32
+    assert report["test"]["positives"] >= 1 and report["test"]["average_precision"] is not None
+    # a bundled model given by name is never changed in place
+    assert main(["train-attribute", "dim", str(data), "--model", "rooms", "--quiet"]) == 2
+    # --out onto an existing bundle is refused rather than overwritten
+    (tmp_path / "taken.estatelens").mkdir()
+    assert main(["train-attribute", "dim", str(data), "--model", str(bundle_path),
+                 "--out", str(tmp_path / "taken.estatelens"), "--quiet"]) == 2
+    assert list((tmp_path / "taken.estatelens").iterdir()) == []
+
+
+def test_a_head_from_another_network_is_refused(tmp_path, dim_bundle, stripes_bundle):
+    bundle_path, _ = dim_bundle
+    other = tmp_path / "other.estatelens"
+    shutil.copytree(stripes_bundle, other)
+    (other / "attributes").mkdir()
+    shutil.copy(bundle_path / "attributes" / "dim.json", other / "attributes")
+    # same network, same bytes: the head is valid there
+    assert [h.name for h in load_bundle(other).attributes] == ["dim"]
+    # a changed graph (here: retrained, so other weights) refuses it with a message saying what to do
+    data = (other / "model.onnx").read_bytes()
+    (other / "model.onnx").write_bytes(data + b"\0")
+    with pytest.raises(ValueError, match="trained on another network.*train-attribute dim"):
+        load_bundle(other).attributes
+
+
+def test_embedding_output_added_to_an_older_graph_keeps_its_probabilities(tmp_path, stripes_bundle):
+    import onnx
+
+    old = tmp_path / "old.estatelens"
+    shutil.copytree(stripes_bundle, old)
+    model = onnx.load(str(old / "model.onnx"))
+    for node in model.graph.node:  # as bundles were exported before attributes: no such tensor
+        node.input[:] = ["pooled" if t == EMBEDDING_OUTPUT else t for t in node.input]
+        node.output[:] = ["pooled" if t == EMBEDDING_OUTPUT else t for t in node.output]
+    kept = [o for o in model.graph.output if o.name != EMBEDDING_OUTPUT]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    onnx.save(model, str(old / "model.onnx"))
+    assert not has_embedding_output(old / "model.onnx")
+    x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    before = load_bundle(old).predict_batch(x)
+    assert add_embedding_output(old / "model.onnx") is True
+    assert add_embedding_output(old / "model.onnx") is False  # once only
+    probs, emb = load_bundle(old).run_batch(x)
+    np.testing.assert_array_equal(probs, before)
+    _, reference = load_bundle(stripes_bundle).run_batch(x)
+    np.testing.assert_allclose(emb, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_explain_writes_overlays_the_size_of_the_photo_where_the_attribute_is(tmp_path, dim_bundle):
+    from estatelens.explain import Explainer
+
+    bundle_path, _ = dim_bundle
+    photo = tmp_path / "wide.jpg"
+    pixels = np.asarray(stripes("vertical", 96, seed=5).resize((150, 96)), np.float32)
+    pixels[:, :75] *= 0.3  # the left half is dim, the right half is not
+    Image.fromarray(pixels.astype(np.uint8)).save(photo, quality=92)
+    out = tmp_path / "heat"
+    assert main(["explain", str(photo), "--model", str(bundle_path), "--out", str(out), "--every-attribute"]) == 0
+    explanation = Explainer(load_bundle(bundle_path)).explain(photo, every_attribute=True)
+    room = explanation.heatmaps[0].label
+    assert sorted(p.name for p in out.iterdir()) == ["wide.dim.jpg", f"wide.{room}.jpg"]
+    for f in out.iterdir():
+        assert Image.open(f).size == (150, 96)
+    cam = next(hm.cam for hm in explanation.heatmaps if hm.target == "dim")
+    assert cam.ndim == 2 and min(cam.shape) > 1
+    # the network sees the centre square (x 27..123); its left part is the dim part of the photo
+    half = cam.shape[1] // 2
+    assert cam[:, :half].mean() > cam[:, half:].mean()
+    # and the overlay shows it: the photo is coloured most where the heat is
+    diff = np.abs(np.asarray(Image.open(out / "wide.dim.jpg"), np.float32)
+                  - np.asarray(Image.open(photo), np.float32)).sum(2)
+    assert diff[:, 27:75].mean() > diff[:, 75:123].mean()
+    assert main(["explain", str(tmp_path / "missing.jpg"), "--model", str(bundle_path), "--out", str(out)]) == 1
+
+
+def test_tag_explain_writes_heatmaps_for_every_tagged_photo(tmp_path, dim_bundle):
+    bundle_path, _ = dim_bundle
+    photos = tmp_path / "photos"
+    for sub in ("a", "b"):  # the same file name in two folders: overlays must not collide
+        (photos / sub).mkdir(parents=True)
+        stripes("vertical", 80, seed=11 if sub == "a" else 12).save(photos / sub / "IMG_0001.jpg")
+    (photos / "a" / "empty.jpg").write_bytes(b"")
+    out, heat = tmp_path / "tags.csv", photos / "heatmaps"  # inside the input: never tagged itself
+    assert main(["tag", str(photos), "--model", str(bundle_path), "--out", str(out), "--explain", str(heat),
+                 "--quiet"]) == 0
+    rows = {Path(r["path"]).relative_to(photos).as_posix(): r for r in read_csv_rows(out)}
+    assert set(rows) == {"a/IMG_0001.jpg", "b/IMG_0001.jpg", "a/empty.jpg"}
+    assert rows["a/empty.jpg"]["heatmaps"] == ""
+    written = set()
+    for rel in ("a/IMG_0001.jpg", "b/IMG_0001.jpg"):
+        files = rows[rel]["heatmaps"].split(";")
+        assert files[0].endswith(f".{rows[rel]['room_type']}.jpg")
+        assert len(files) == 1 + (rows[rel]["dim"] == "yes")
+        for f in files:
+            assert Image.open(f).size == (80, 80)
+        written.update(files)
+    assert len(written) == len(list(heat.iterdir()))  # two photos, no overwrites
+
+
+@pytest.mark.skipif(not has_shared_data(), reason="../shared/data is not here")
+def test_bundled_model_tags_fireplace_and_balcony(tmp_path):
+    bundle = load_bundle("rooms")
+    assert [h.name for h in bundle.attributes] == ["balcony", "fireplace"]
+    for head in bundle.attributes:
+        assert head.target_precision == 0.9 and 0 < head.threshold < 1
+    photos = sorted((SHARED_DATA / "houses" / "photos").glob("1?_*.jpg"))[:8]
+    out = tmp_path / "tags.jsonl"
+    assert main(["tag", *map(str, photos), "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 8
+    for r in rows:
+        assert r["fireplace"] in ("yes", "no") and 0 <= r["fireplace_probability"] <= 1
+        assert r["balcony"] in ("yes", "no") and 0 <= r["balcony_probability"] <= 1

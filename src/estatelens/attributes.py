@@ -24,11 +24,21 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 YES, NO, UNSURE = "yes", "no", "unsure"
 
 
+# Columns the tagger writes besides the attributes' own (tests check this against TagRow):
+# an attribute of such a name would overwrite them.
+RESERVED_NAMES = frozenset({"path", "status", "room_type", "probability", "width", "height",
+                            "sorted_to", "heatmaps"})
+_RESERVED_PATTERN = re.compile(r"^(class|probability)_\d+$|_probability$")
+
+
 def check_attribute_name(name: str) -> str:
     """Attribute names become output columns and file names: lower-case letters, digits, _."""
     if not NAME_PATTERN.match(name):
         raise ValueError(f"attribute name {name!r}: use lower-case letters, digits and _ "
                          f"(starting with a letter, at most 40 characters), e.g. fireplace")
+    if name in RESERVED_NAMES or _RESERVED_PATTERN.search(name):
+        raise ValueError(f"attribute name {name!r} is taken by a column of `estatelens tag` output; "
+                         f"choose another name")
     return name
 
 

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "photos whose top probability is below P get room type 'uncertain' (and go to DIR/uncertain)"))
     g.add_argument("--explain", metavar="DIR", help=(
         "also write heatmap overlays into DIR: where the network looked for the room type and for "
-        "every attribute that fires (Grad-CAM; slower: a PyTorch pass per photo, about 5 photos/s); "
+        "every attribute that fires (Grad-CAM; slower: a PyTorch pass per photo, about 12 photos/s on 2 cores); "
         "files are named <photo>-<8 hex of its path>.<room type or attribute>.jpg and listed in the "
         "heatmaps column"))
     g.add_argument("--batch-size", type=int, default=16, help=(
@@ -288,7 +288,7 @@ def cmd_train_attribute(args) -> int:
     import shutil
 
     from .attributes import add_embedding_output, save_attribute_head
-    from .bundle import load_bundle
+    from .bundle import commit_folder, load_bundle, staging_folder
     from .data.attribute_labels import read_attribute_labels
     from .evaluation.report import plot_precision_recall
     from .training.attributes import train_attribute
@@ -299,20 +299,29 @@ def cmd_train_attribute(args) -> int:
         target = Path(args.out)
         if target.suffix != ".estatelens":
             target = target.with_name(target.name + ".estatelens")
-        if target.resolve() != source.path.resolve():
-            if target.exists():
-                raise ValueError(f"{target}: already exists; choose another --out or leave --out out to add in place")
-            shutil.copytree(source.path, target)
+        if target.resolve() != source.path.resolve() and target.exists():
+            raise ValueError(f"{target}: already exists; choose another --out or leave --out out to add in place")
     elif not Path(args.model).exists():
         raise ValueError(f"{args.model} is a bundled model; give --out NEW.estatelens for the copy that gets the head")
     else:
         target = source.path
-    if add_embedding_output(target / "model.onnx"):
+    # Work on a copy and put it in place only when the head is trained: a failed or interrupted
+    # run leaves MODEL and --out as they were.
+    target, tmp = staging_folder(target)
+    shutil.copytree(source.path, tmp, dirs_exist_ok=True)
+    if add_embedding_output(tmp / "model.onnx"):
         print(f"{target}: the network now also outputs its embedding (room-type outputs unchanged)")
-    bundle = load_bundle(target)
-    fit = train_attribute(bundle, labels, target_precision=args.precision, views=args.views,
-                          class_balance=args.class_balance, seed=args.seed, progress=not args.quiet)
-    head_path = save_attribute_head(bundle.path, fit.head)
+    bundle = load_bundle(tmp)
+    try:
+        fit = train_attribute(bundle, labels, target_precision=args.precision, views=args.views,
+                              class_balance=args.class_balance, seed=args.seed, progress=not args.quiet)
+        save_attribute_head(tmp, fit.head)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit_folder(tmp, target)
+    head_path = target / "attributes" / f"{args.name}.json"
+    fit.report["model"] = str(target)
     report = Path(args.report or f"runs/attribute-{args.name}")
     report.mkdir(parents=True, exist_ok=True)
     (report / "metrics.json").write_text(json.dumps(fit.report, indent=2))
@@ -334,15 +343,18 @@ def cmd_train_attribute(args) -> int:
 def cmd_explain(args) -> int:
     from .bundle import load_bundle
     from .data.images import PhotoError
-    from .explain import Explainer, write_overlays
+    from .explain import Explainer, overlay_stem, write_overlays
 
     bundle = load_bundle(args.model)
     explainer = Explainer(bundle)
+    stems = [Path(p).stem for p in args.photos]
     status = 0
-    for path in args.photos:
+    for path, stem in zip(args.photos, stems):
         try:
             explanation = explainer.explain(path, every_attribute=args.every_attribute)
-            files = write_overlays(explanation, args.out, bundle.preprocessing.crop_fraction)
+            # Two photos of the same name (a/IMG_1.jpg, b/IMG_1.jpg) get their path's hash added.
+            files = write_overlays(explanation, args.out, bundle.preprocessing.crop_fraction,
+                                   stem=overlay_stem(path, unique=stems.count(stem) > 1))
         except PhotoError as e:
             print(f"{path}: skipped: {e.reason}")
             status = 1
@@ -356,12 +368,18 @@ def cmd_explain(args) -> int:
 
 
 def cmd_quantize(args) -> int:
+    from .bundle import load_bundle
     from .data.dataset import combine_collections, load_collection
     from .quantize import pick_calibration, quantize_bundle
 
     collection = combine_collections([load_collection(d, workers=4) for d in args.calibration])
     photos = pick_calibration(collection.split("train") or collection.samples, args.photos)
     bundle = quantize_bundle(args.model, args.out, photos, weights=args.weights)
+    heads = load_bundle(args.model).attributes
+    if heads:
+        print(f"note: the attribute heads ({', '.join(h.name for h in heads)}) are not carried over: the int8 "
+              f"network gives other embeddings. Train them again on it: estatelens train-attribute NAME DATA "
+              f"--model {bundle.path}")
     size = sum(f.stat().st_size for f in bundle.path.iterdir()) / 1e6
     print(f"int8 bundle: {bundle.path} ({size:.1f} MB, calibrated on {len(photos)} photos)")
     return 0

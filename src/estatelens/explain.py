@@ -10,6 +10,7 @@ the heat lies in that square and the rest of the photo is shown dimmed.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,34 +144,48 @@ def _last_feature_layer(backbone, size: int):
     return last["m"]
 
 
+def overlay_stem(path: str | os.PathLike, unique: bool = False) -> str:
+    """The photo's name without extension; with `unique`, followed by 8 hex digits of a hash of its
+    absolute path, so that IMG_0001.jpg from two folders never share an overlay file."""
+    stem = Path(path).stem
+    if not unique:
+        return stem
+    key = os.path.abspath(path).encode("utf-8", "surrogateescape")
+    return f"{stem}-{hashlib.sha1(key).hexdigest()[:8]}"
+
+
+def _jet_lut() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps["jet"](np.arange(256))[:, :3] * 255).round().astype(np.uint8)
+
+
 def write_overlays(explanation: Explanation, out_dir: str | os.PathLike, crop_fraction: float = 1.0,
                    stem: str | None = None) -> list[Path]:
     """One JPEG per heatmap, the size of the photo as a viewer shows it (after EXIF rotation):
     OUT/<stem>.<room type or attribute>.jpg, stem defaulting to the photo's name without extension.
-    The part of the photo outside the network's centre square is dimmed."""
-    from matplotlib import colormaps
-
+    The part of the photo outside the network's centre square is dimmed. Composed in 8-bit images
+    with Pillow, so that a 24-megapixel photo needs tens of megabytes, not gigabytes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    im, _ = read_photo(explanation.path)
-    w, h = im.size
+    photo, _ = read_photo(explanation.path)
+    w, h = photo.size
     side = round(min(w, h) * crop_fraction)
     box = ((w - side) // 2, (h - side) // 2)
-    base = np.asarray(im, dtype=np.float32)
-    outside = np.full((h, w), OUTSIDE_DIM, dtype=np.float32)
-    outside[box[1]:box[1] + side, box[0]:box[0] + side] = 1.0
+    dimmed = photo.point(lambda v: int(v * OUTSIDE_DIM))
+    lut = _jet_lut()
     stem = stem or Path(explanation.path).stem
     written = []
     for hm in explanation.heatmaps:
-        cam = np.zeros((h, w), dtype=np.float32)
-        cam_img = Image.fromarray((hm.cam * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
-        cam[box[1]:box[1] + side, box[0]:box[0] + side] = np.asarray(cam_img, dtype=np.float32) / 255
-        colour = colormaps["jet"](cam)[..., :3] * 255
-        alpha = OVERLAY_ALPHA * cam[..., None]
-        mixed = (base * (1 - alpha) + colour * alpha) * outside[..., None]
+        heat = Image.fromarray((hm.cam * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
+        colour = Image.fromarray(lut[np.asarray(heat)])
+        alpha = heat.point(lambda v: int(v * OVERLAY_ALPHA))
+        inside = Image.composite(colour, photo.crop((*box, box[0] + side, box[1] + side)), alpha)
+        canvas = dimmed.copy()
+        canvas.paste(inside, box)
         dest = out_dir / f"{stem}.{hm.label if hm.target == 'room_type' else hm.target}.jpg"
         tmp = dest.with_name(dest.name + ".tmp")
-        Image.fromarray(mixed.clip(0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
+        canvas.save(tmp, format="JPEG", quality=90)
         os.replace(tmp, dest)
         written.append(dest)
     return written

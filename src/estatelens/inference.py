@@ -52,11 +52,12 @@ def _load_batch(paths: list[str], pre: Preprocessing, side: int):
 
 
 def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 16,
-                   workers: int = 2) -> Iterator[Prediction]:
-    """A Prediction per path, in order, holding at most workers + 1 batches in memory.
+                   workers: int = 2, attributes: bool = False) -> Iterator[Prediction]:
+    """A Prediction per path, in order, holding at most workers + 1 batches in memory; with
+    `attributes`, each with the bundle's attribute probabilities from the same network pass.
     Batches of 16 ran faster than 32 or 64 on 2 cores (activations stay in cache)."""
     pre, side = bundle.preprocessing, decode_side(bundle.preprocessing)
-    heads = bundle.attributes
+    heads = bundle.attributes if attributes else []
     it = iter(paths)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
         pending: deque = deque()

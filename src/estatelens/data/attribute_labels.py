@@ -3,8 +3,8 @@
 - CSV: columns `path` and NAME (yes / no / unsure; also y/n, 1/0, true/false), optional `split`
   and `group`; paths relative to the CSV's folder. One CSV can hold many attributes (one column
   each), as ../shared/data/attributes.csv does.
-- Folders: DATA/NAME/{yes,no}/ or DATA/{yes,no}/, optionally under train/val/test folders; an
-  `unsure/` folder is allowed and left out.
+- Folders: DATA/NAME/{yes,no}/ or DATA/{yes,no}/, optionally with train/val/test folders above
+  or below NAME; an `unsure/` folder is allowed and left out.
 
 `unsure` means a person could not tell from the photo: such rows are counted and left out of
 training and of scoring, never read as "no".
@@ -99,7 +99,9 @@ def _read_csv(csv_path: Path, name: str) -> tuple[list[Sample], list[str], list[
             split = (row.get(cols.get("split", ""), "") or "").strip().lower()
             if split and split not in _SPLIT_ALIASES:
                 raise ValueError(f"{csv_path} row {i}: split {split!r} is not one of train/val/test")
-            split = _SPLIT_ALIASES[split] if split else _split_in_path(Path(path))
+            # A train/val/test folder in the path as the CSV writes it (relative to the CSV) keeps
+            # that split; folders above the CSV (an absolute /home/me/test/...) say nothing.
+            split = _SPLIT_ALIASES[split] if split else (None if Path(path).is_absolute() else _split_in_path(Path(path)))
             group = (row.get(group_col, "") or "").strip() or None
             samples.append(Sample(str(full), value, split, group))
     return samples, unsure, skipped
@@ -110,6 +112,8 @@ def _read_folders(root: Path, name: str) -> tuple[list[Sample], list[str], list[
     tops = [(d, _SPLIT_ALIASES[d.name.lower()]) for d in split_dirs] or [(root, None)]
     samples, unsure, skipped = [], [], []
     for top, split in tops:
+        if (top / name).is_dir():  # DATA/train/NAME/yes as well as DATA/NAME/train/yes
+            top = top / name
         found = False
         for value_dir in sorted(top.iterdir()):
             if not value_dir.is_dir() or value_dir.name.startswith("."):

@@ -123,7 +123,7 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
 
     Below `min_confidence`, room_type is "uncertain" (the top classes still say what was guessed)."""
     classes = bundle.classes
-    for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers):
+    for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers, attributes=True):
         w, h = pred.size if pred.size else (None, None)
         if pred.probs is None:
             yield TagRow(pred.path, pred.status, width=w, height=h)

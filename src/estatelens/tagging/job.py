@@ -8,7 +8,6 @@ end, and the journal is then removed.
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import json
 import os
 import shutil
@@ -201,12 +200,11 @@ class _Heatmapper:
 
     def write(self, row: TagRow) -> str:
         from ..data.images import PhotoError
-        from ..explain import write_overlays
+        from ..explain import overlay_stem, write_overlays
 
-        stem = f"{Path(row.file).stem}-{hashlib.sha1(path_key(row.file).encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
         try:
             explanation = self.explainer.explain(row.file, room=row.top[0], attributes=row.attributes or {})
-            files = write_overlays(explanation, self.root, self.crop_fraction, stem=stem)
+            files = write_overlays(explanation, self.root, self.crop_fraction, stem=overlay_stem(row.file, unique=True))
         except PhotoError as e:  # changed on disk since it was tagged: the row stays, without heatmaps
             return f"failed: {e.reason}"
         return ";".join(display_path(str(f)) for f in files)

@@ -6,11 +6,13 @@ fitted on cached embeddings of each training photo and of a few augmented views 
 type network and head are never touched.
 
 Calibration and the operating threshold come from validation predictions: every train+val photo
-is predicted by a head fitted without it (5-fold cross-validation, grouped by photo, so its
-augmented views never leak), those out-of-fold scores are Platt-scaled, and the threshold is the
-lowest one whose out-of-fold precision reaches the target (most recall at that precision). The
-final head is fitted on all train+val photos and carries that scaling and threshold. The test
-split is scored once, at the end.
+is predicted by a head fitted without it (5-fold cross-validation, grouped by file content, so
+neither its augmented views nor a byte-identical copy of it leak), those out-of-fold scores are
+Platt-scaled, and the threshold is the lowest one whose out-of-fold precision reaches the target
+with at least MIN_SUPPORT true positives (most recall at that precision). A head whose
+out-of-fold ranking is not clearly better than chance is refused. The final head is fitted on all
+train+val photos and carries that scaling and threshold. The test split (less any copy of a
+training photo) is scored once, at the end.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ from ..data.preprocess import decode_side
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 CV_FOLDS = 5
+MIN_SUPPORT = 5  # true positives above a threshold before its precision counts as reached
+MIN_Z = 3.0  # how far above chance the cross-validated ROC AUC must be (one-sided z) for a head to ship
 _RNG_LOCK = threading.Lock()  # torch's RNG is process-wide; decoding threads take turns drawing views
 
 
@@ -140,11 +144,12 @@ def embed_photos(bundle: ModelBundle, paths: Sequence[str], *, views: int = 4, s
                 if emb is None:
                     raise ValueError(f"{bundle.onnx_path}: the graph has no embedding output; "
                                      f"see attributes.add_embedding_output")
-                emb = emb.reshape(len(owners), views + 1, -1)
+                # Stored as float16, and used as stored, so that a rerun from the cache fits the same head.
+                emb = emb.reshape(len(owners), views + 1, -1).astype(np.float16)
                 for j, i in enumerate(owners):
-                    rows[i] = emb[j]
+                    rows[i] = emb[j].astype(np.float32)
                     for v in range(views + 1):
-                        cache.data[EmbeddingCache.key(paths[i], v, seed)] = emb[j, v].astype(np.float16)
+                        cache.data[EmbeddingCache.key(paths[i], v, seed)] = emb[j, v]
             bar.update(len(chunk))
     if todo:
         cache.save()
@@ -198,18 +203,48 @@ def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
-def choose_threshold(y: np.ndarray, p: np.ndarray, target_precision: float) -> tuple[float, bool]:
-    """(threshold, target met): the lowest threshold whose precision on (y, p) reaches the target,
-    which gives the most recall at that precision; when no threshold reaches it, the one with the
-    highest precision."""
+def choose_threshold(y: np.ndarray, p: np.ndarray, target_precision: float,
+                     min_support: int = MIN_SUPPORT) -> tuple[float, bool]:
+    """(threshold, target met): the lowest threshold whose precision on (y, p) reaches the target
+    with at least `min_support` true positives above it (one or two lucky photos at the top prove
+    nothing), which gives the most recall at that precision. When no threshold qualifies, the one
+    with the highest precision, so that the head stays conservative, and False."""
     from sklearn.metrics import precision_recall_curve
 
-    precision, _, thresholds = precision_recall_curve(y, p)
-    precision = precision[:-1]  # the last point (recall 0) has no threshold
-    ok = np.flatnonzero(precision >= target_precision)
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    support = np.rint(recall * int(np.sum(y)))
+    ok = np.flatnonzero((precision >= target_precision) & (support >= min(min_support, int(np.sum(y)))))
     if ok.size:
         return float(thresholds[ok[0]]), True
     return float(thresholds[int(np.argmax(precision))]), False
+
+
+def better_than_chance(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """(ROC AUC of the scores, its one-sided z against 0.5) with the Hanley-McNeil standard error
+    under the null hypothesis: a head must rank photos clearly better than chance to ship."""
+    from sklearn.metrics import roc_auc_score
+
+    n1, n0 = int(np.sum(y)), int(len(y) - np.sum(y))
+    auc = float(roc_auc_score(y, scores))
+    se = np.sqrt((n0 + n1 + 1) / (12.0 * n0 * n1))
+    return auc, (auc - 0.5) / se
+
+
+def content_groups(paths: Sequence[str]) -> list[str]:
+    """A group per distinct file content: the same photo saved twice (a listing photo reused by
+    another listing) is one group, so its copies never straddle a validation fold."""
+    out = []
+    for p in paths:
+        h = hashlib.sha1()
+        try:
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out.append(h.hexdigest())
+        except OSError:
+            out.append(os.path.abspath(p))
+    return out
 
 
 def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_precision: float = 0.9,
@@ -217,6 +252,8 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
                     log: Callable[[str], None] = print) -> AttributeFit:
     if not 0 < target_precision < 1:
         raise ValueError(f"target precision must be between 0 and 1, got {target_precision}")
+    if labels.name in bundle.classes:
+        raise ValueError(f"attribute name {labels.name!r} is one of the model's room types; choose another name")
     if class_balance not in ("none", "full"):
         raise ValueError(f"class_balance must be none or full, not {class_balance!r}")
     t0 = time.time()
@@ -228,13 +265,17 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
     keep = np.array([st == "ok" for st in status])
     y_all = np.array([s.label == YES for s in samples], dtype=int)
     split = np.array([s.split for s in samples])
+    content = content_groups([s.path for s in samples])
     pool = np.flatnonzero(keep & (split != "test"))
-    test = np.flatnonzero(keep & (split == "test"))
-    groups = [samples[i].group or samples[i].path for i in pool]
+    in_pool = {content[i] for i in pool}
+    leaked = [samples[i].path for i in np.flatnonzero(keep & (split == "test")) if content[i] in in_pool]
+    test = np.flatnonzero(keep & (split == "test") & np.array([c not in in_pool for c in content]))
+    groups = [samples[i].group or content[i] for i in pool]
     y_pool = y_all[pool]
     log(f"{labels.name}: {int(y_pool.sum())} yes / {int((1 - y_pool).sum())} no for training and validation, "
         f"{int(y_all[test].sum())} yes / {int((1 - y_all[test]).sum())} no held out for test, "
-        f"{len(labels.unsure)} unsure left out, {len(failed)} unreadable")
+        f"{len(labels.unsure)} unsure left out, {len(failed)} unreadable"
+        + (f", {len(leaked)} test photos left out as copies of training photos" if leaked else ""))
 
     cv_scores = {}
     best = None
@@ -245,15 +286,17 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
             best = (C, z)
     C, z = best
     a, b = _platt(z, y_pool)
-    if a <= 0:
-        raise ValueError(f"{labels.name}: on cross-validation the head scored photos no better than chance "
-                         f"(average precision {cv_scores[C]:.3f}, {int(y_pool.sum())} yes of {len(y_pool)}); "
-                         f"more labelled photos, or another model's embedding, are needed")
+    auc, zval = better_than_chance(y_pool, z)
+    if a <= 0 or zval < MIN_Z:
+        raise ValueError(f"{labels.name}: on cross-validation the head did not rank photos clearly better "
+                         f"than chance (ROC AUC {auc:.3f}, z {zval:.1f} < {MIN_Z}; average precision "
+                         f"{cv_scores[C]:.3f} against a base rate of {y_pool.mean():.3f}, {int(y_pool.sum())} yes "
+                         f"of {len(y_pool)}); more labelled photos, or another model's embedding, are needed")
     p_oof = 1 / (1 + np.exp(-(a * z + b)))
     threshold, met = choose_threshold(y_pool, p_oof, target_precision)
     if not met:
-        log(f"  warning: no threshold reaches precision {target_precision} on validation; "
-            f"shipping the most precise one ({threshold:.3f})")
+        log(f"  warning: no threshold reaches precision {target_precision} on validation with at least "
+            f"{MIN_SUPPORT} true positives; shipping the most precise one ({threshold:.3f})")
 
     final = _fit_views(_logistic(C, class_balance, seed), emb[pool], y_pool)
     scaler, lr = final[0], final[1]
@@ -266,9 +309,12 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
     report = {
         "attribute": labels.name, "model": str(bundle.path), "labels": labels.counts(),
         "unreadable": failed, "views_per_photo": views, "class_balance": class_balance, "seed": seed,
+        "test_copies_of_training_photos_left_out": leaked,
         "C": C, "cv_average_precision": {str(k): round(v, 4) for k, v in cv_scores.items()},
+        "cv_roc_auc": round(auc, 4), "cv_auc_z": round(float(zval), 2),
         "platt": [a, b], "threshold": threshold, "target_precision": target_precision,
         "validation": {**attribute_metrics(y_pool, p_oof, threshold), "target_met": met,
+                       "min_support": MIN_SUPPORT,
                        "how": f"{CV_FOLDS}-fold out-of-fold predictions on train+val"},
         "test": _test_report(head, p_test, y_all[test], [samples[i].path for i in test], labels),
         "seconds": round(time.time() - t0, 1),

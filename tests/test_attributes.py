@@ -381,3 +381,39 @@ def test_explain_without_weights_says_what_is_missing(tmp_path, capsys, dim_bund
     stripes("vertical", 64).save(photo)
     assert main(["explain", str(photo), "--model", str(bare), "--out", str(tmp_path / "o")]) == 2
     assert "no weights.pt" in capsys.readouterr().err
+
+
+def test_interrupted_tag_explain_resumes_without_losing_or_redoing_heatmaps(tmp_path, dim_bundle, monkeypatch):
+    from estatelens.tagging import TagJob, run_tagging
+    from estatelens.tagging import job as job_module
+    from estatelens.tagging.job import journal_path
+
+    from test_tagging import _Interrupt
+
+    bundle_path, _ = dim_bundle
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(10):
+        im = stripes(("vertical", "horizontal")[i % 2], 64, seed=40 + i)
+        (dim(im) if i % 3 == 0 else im).save(photos / f"{i}.jpg")
+    out, heat = tmp_path / "tags.csv", tmp_path / "heat"
+    job = TagJob([str(photos)], str(out), batch_size=4, workers=1, progress=False, explain=str(heat))
+    bundle = load_bundle(bundle_path)
+    monkeypatch.setattr(job_module, "tag_photos", _Interrupt(6, job_module.tag_photos))
+    with pytest.raises(KeyboardInterrupt):
+        run_tagging(bundle, job)
+    journal = journal_path(out)
+    saved = [f for line in journal.read_text().splitlines()[1:] for f in json.loads(line)["heatmaps"].split(";")]
+    assert saved  # the interrupted run had journaled photos with their heatmaps
+    written_before = {str(f): f.stat().st_mtime_ns for f in heat.iterdir()}
+    # the same output with other options is another run: refused rather than mixed in
+    with pytest.raises(ValueError, match="different inputs, model or options"):
+        run_tagging(bundle, TagJob([str(photos)], str(out), batch_size=4, workers=1, progress=False))
+    monkeypatch.undo()
+    run_tagging(bundle, job, log=lambda m: None)
+    rows = read_csv_rows(out)
+    assert len(rows) == 10 and all(r["status"] == "ok" for r in rows)
+    listed = [f for r in rows for f in r["heatmaps"].split(";")]
+    assert sorted(listed) == sorted(str(f) for f in heat.iterdir())  # every overlay listed, none lost
+    # the journaled photos' overlays were not made again; the photos after the last saved batch were
+    assert all(Path(f).stat().st_mtime_ns == written_before[f] for f in saved)

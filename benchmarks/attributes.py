@@ -119,7 +119,7 @@ def measure_quality(seed: int = 0) -> dict:
     from estatelens.bundle import load_bundle
     from estatelens.data.attribute_labels import read_attribute_labels
     from estatelens.evaluation.metrics import attribute_metrics
-    from estatelens.training.attributes import embed_photos, train_attribute
+    from estatelens.training.attributes import content_groups, embed_photos, train_attribute
 
     from estatelens.data.dataset import load_collection
 
@@ -132,7 +132,9 @@ def measure_quality(seed: int = 0) -> dict:
     out = {}
     for head in bundle.attributes:
         labels = read_attribute_labels(DATA / "attributes.csv", head.name, seed=seed)
-        test = [s for s in labels.samples if s.split == "test"]
+        content = content_groups([s.path for s in labels.samples], [s.group for s in labels.samples])
+        in_pool = {c for s, c in zip(labels.samples, content) if s.split != "test"}
+        test = [s for s, c in zip(labels.samples, content) if s.split == "test" and c not in in_pool]
         emb, status = embed_photos(bundle, [s.path for s in test], views=0, progress=False)
         ok = np.array([st == "ok" for st in status])
         y = np.array([s.label == "yes" for s in test], dtype=int)[ok]
@@ -199,7 +201,9 @@ def write_report(result: dict, path: Path) -> None:
     lines += ["## Held-apart quality of the shipped heads", "",
               "Test photos: rooms-web/test living rooms, and the houses exteriors in the seeded test split "
               "of `estatelens train-attribute`; `unsure` labels left out. Precision and recall at the "
-              "shipped threshold, with 95 % Wilson intervals; n/a where no photo reaches the threshold.", "",
+              "shipped threshold, with 95 % Wilson intervals; n/a where no photo reaches the threshold; "
+              "threshold none: no threshold reached the stated precision with 5 true positives on validation, "
+              "so the head gives probabilities only.", "",
               "| attribute | photos | yes | AP | ROC AUC | threshold | precision | recall |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, q in quality.items():
@@ -208,7 +212,7 @@ def write_report(result: dict, path: Path) -> None:
             if part == "houses":
                 part = f"houses (the backbone trained on {seen} of these {n_houses} photos for room type)"
             lines.append(f"| {name} | {part} | {m['positives']} of {m['n']} | {num(m['average_precision'])} | "
-                         f"{num(m['roc_auc'])} | {q['threshold']:.3f} | "
+                         f"{num(m['roc_auc'])} | {num(q['threshold']) if q['threshold'] is not None else 'none'} | "
                          f"{pct(m['precision'])}{ci(m['precision_95ci'])} | {pct(m['recall'])}{ci(m['recall_95ci'])} |")
     lines += ["", "## Looser operating points (threshold chosen on validation for a stated precision, scored on test)", "",
               "| attribute | stated precision | threshold | validation precision / recall | test precision / recall | test yes at threshold |",
@@ -216,7 +220,8 @@ def write_report(result: dict, path: Path) -> None:
     for name, q in quality.items():
         for target, r in q["by_target_precision"].items():
             v, t = r["validation"], r["test"]
-            lines.append(f"| {name} | {float(target):.2f} | {r['threshold']:.3f} | {pct(v['precision'])} / {pct(v['recall'])} | "
+            thr = "none" if r["threshold"] is None else f"{r['threshold']:.3f}"
+            lines.append(f"| {name} | {float(target):.2f} | {thr} | {pct(v['precision'])} / {pct(v['recall'])} | "
                          f"{pct(t['precision'])} / {pct(t['recall'])} | {t['tp'] + t['fp']} |")
     lines.append("")
     path.write_text("\n".join(lines))

@@ -110,19 +110,30 @@ def test_names_of_existing_output_columns_are_refused():
 def test_threshold_is_the_lowest_that_reaches_the_precision_with_enough_support():
     y = np.array([1, 1, 0, 1, 0, 1, 0, 0, 1, 0])
     p = np.array([.95, .9, .85, .8, .7, .6, .5, .4, .3, .2])
-    t, met = choose_threshold(y, p, 0.75, min_support=1)
-    pred = p >= t
-    assert met and (y[pred] == 1).mean() >= 0.75
+    t = choose_threshold(y, p, 0.75, min_support=1)
+    assert (y[p >= t] == 1).mean() >= 0.75
     assert t == 0.8  # 0.95, 0.9, 0.85, 0.8: 3 of 4; going lower to 0.6 gives 4 of 6
-    t, met = choose_threshold(y, p, 0.999, min_support=1)
-    assert met and t == 0.9  # only the top two are sure
-    # two lucky photos at the top prove nothing: with the default support of 5 true positives,
-    # precision 0.999 is not reached, and the most precise threshold ships, flagged
-    t, met = choose_threshold(y, p, 0.999)
-    assert not met and t == 0.9
+    assert choose_threshold(y, p, 0.999, min_support=1) == 0.9  # only the top two are sure
+    # two lucky photos at the top prove nothing: with the default support of 5 true positives there
+    # is no threshold at all, rather than the most precise one
+    assert choose_threshold(y, p, 0.999) is None
+    # fewer positives than the support in all: no threshold either, however well they are ranked
+    assert choose_threshold(np.r_[np.ones(4), np.zeros(40)], np.linspace(1, 0, 44), 0.9) is None
     many = np.r_[np.ones(8), np.zeros(2), np.ones(2), np.zeros(8)]
-    t, met = choose_threshold(many, np.linspace(1, 0, 20), 0.8)
-    assert met and 5 <= (many[np.linspace(1, 0, 20) >= t] == 1).sum()
+    scores = np.linspace(1, 0, 20)
+    t = choose_threshold(many, scores, 0.8)
+    assert t is not None and (many[scores >= t] == 1).sum() >= 5 and (many[scores >= t] == 1).mean() >= 0.8
+
+
+def test_better_than_chance_is_a_calibrated_z():
+    from estatelens.training.attributes import better_than_chance
+
+    rng = np.random.default_rng(0)
+    zs = [better_than_chance(rng.random(200) < 0.2, rng.random(200))[1] for _ in range(300)]
+    assert abs(np.mean(zs)) < 0.2 and 0.8 < np.std(zs) < 1.2  # under the null: about N(0, 1)
+    y = np.r_[np.ones(30), np.zeros(170)]
+    auc, z = better_than_chance(y, y + rng.normal(0, 0.5, 200))
+    assert auc > 0.8 and z > 5
 
 
 def test_a_head_that_learns_nothing_is_refused(tmp_path, stripes_bundle):
@@ -137,6 +148,11 @@ def test_a_head_that_learns_nothing_is_refused(tmp_path, stripes_bundle):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError, match="better than chance"):
         train_attribute(load(stripes_bundle), read(tmp_path / "labels.csv", "lucky"), views=0, progress=False)
+    # three "yes" photos, however clear, cannot show it: a message that says so, not "chance"
+    rows = ["path,dim"] + [f"{i}.jpg,{'yes' if i < 3 else 'no'}" for i in range(40)]
+    (tmp_path / "few.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="too few to show"):
+        train_attribute(load(stripes_bundle), read(tmp_path / "few.csv", "dim"), views=0, progress=False)
 
 
 def test_new_attribute_plugs_into_the_bundle_and_appears_in_tag_output(tmp_path, dim_bundle, stripes_bundle):
@@ -417,3 +433,40 @@ def test_interrupted_tag_explain_resumes_without_losing_or_redoing_heatmaps(tmp_
     assert sorted(listed) == sorted(str(f) for f in heat.iterdir())  # every overlay listed, none lost
     # the journaled photos' overlays were not made again; the photos after the last saved batch were
     assert all(Path(f).stat().st_mtime_ns == written_before[f] for f in saved)
+
+
+def test_train_attribute_in_place_keeps_other_heads_and_a_failure_changes_nothing(tmp_path, dim_bundle):
+    bundle_path, data = dim_bundle
+    mine = tmp_path / "mine"  # a bundle folder without the .estatelens suffix, used in place
+    shutil.copytree(bundle_path, mine)
+    link = tmp_path / "link.estatelens"
+    link.symlink_to(mine)
+    before = {f.name: f.read_bytes() for f in mine.iterdir() if f.is_file()}
+    # a second attribute added in place, through a link: the first head stays
+    shutil.copytree(data / "dim", tmp_path / "dark")
+    assert main(["train-attribute", "dark", str(tmp_path / "dark"), "--model", str(link), "--views", "0",
+                 "--report", str(tmp_path / "r"), "--quiet"]) == 0
+    assert sorted(h.name for h in load_bundle(mine).attributes) == ["dark", "dim"]
+    assert link.is_symlink() and not (tmp_path / "mine.estatelens").exists()
+    assert {f.name: f.read_bytes() for f in mine.iterdir() if f.is_file()} == before  # graph untouched
+    # a run that fails (a room type's name) changes nothing and leaves no temporary folder
+    assert main(["train-attribute", "vertical", str(data / "dim"), "--model", str(mine), "--quiet"]) == 2
+    assert sorted(h.name for h in load_bundle(mine).attributes) == ["dark", "dim"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_head_without_threshold_gives_probabilities_and_no_yes_or_no(tmp_path, dim_bundle):
+    bundle_path, _ = dim_bundle
+    b = tmp_path / "b.estatelens"
+    shutil.copytree(bundle_path, b)
+    head = json.loads((b / "attributes" / "dim.json").read_text())
+    head["threshold"] = None
+    (b / "attributes" / "dim.json").write_text(json.dumps(head))
+    photo = tmp_path / "p.jpg"
+    dim(stripes("vertical", 64)).save(photo)
+    out = tmp_path / "t.csv"
+    assert main(["tag", str(photo), "--model", str(b), "--out", str(out), "--explain", str(tmp_path / "h"),
+                 "--quiet"]) == 0
+    [row] = read_csv_rows(out)
+    assert row["dim"] == "" and 0 <= float(row["dim_probability"]) <= 1
+    assert row["heatmaps"].count(";") == 0  # the room type only: nothing "fires" without a threshold

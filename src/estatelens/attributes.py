@@ -31,12 +31,14 @@ RESERVED_NAMES = frozenset({"path", "status", "room_type", "probability", "width
 _RESERVED_PATTERN = re.compile(r"^(class|probability)_\d+$|_probability$")
 
 
-def check_attribute_name(name: str) -> str:
-    """Attribute names become output columns and file names: lower-case letters, digits, _."""
+def check_attribute_name(name: str, new: bool = True) -> str:
+    """Attribute names become output columns and file names: lower-case letters, digits, _; a new
+    one may not take the name of a column the tagger already writes (heads saved before that rule
+    still load)."""
     if not NAME_PATTERN.match(name):
         raise ValueError(f"attribute name {name!r}: use lower-case letters, digits and _ "
                          f"(starting with a letter, at most 40 characters), e.g. fireplace")
-    if name in RESERVED_NAMES or _RESERVED_PATTERN.search(name):
+    if new and (name in RESERVED_NAMES or _RESERVED_PATTERN.search(name)):
         raise ValueError(f"attribute name {name!r} is taken by a column of `estatelens tag` output; "
                          f"choose another name")
     return name
@@ -56,15 +58,22 @@ def graph_fingerprint(onnx_path: str | os.PathLike) -> str:
 class AttributeHead:
     """p(attribute | photo) = sigmoid(embedding . weight + bias); "yes" when p >= threshold.
 
-    The threshold is the operating point chosen on validation predictions for `target_precision`."""
+    The threshold is the operating point chosen on validation predictions for `target_precision`;
+    None when no threshold reached it with enough support: the head then gives probabilities only."""
 
     name: str
     weight: np.ndarray
     bias: float
-    threshold: float
+    threshold: float | None
     target_precision: float
     graph: str  # graph_fingerprint of the model.onnx it was trained on
     info: dict = field(default_factory=dict)
+
+    def says(self, probability: float) -> str | None:
+        """"yes" or "no" at the operating threshold; None for a head without one."""
+        if self.threshold is None:
+            return None
+        return YES if probability >= self.threshold else NO
 
     def logit(self, embedding: np.ndarray) -> np.ndarray:
         return np.asarray(embedding, dtype=np.float64) @ self.weight + self.bias
@@ -82,8 +91,9 @@ class AttributeHead:
         missing = [k for k in core if k not in d]
         if missing:
             raise ValueError(f"attribute head is missing {', '.join(missing)}")
-        return cls(check_attribute_name(d["name"]), np.asarray(d["weight"], dtype=np.float64), float(d["bias"]),
-                   float(d["threshold"]), float(d["target_precision"]), d["graph"],
+        threshold = None if d["threshold"] is None else float(d["threshold"])
+        return cls(check_attribute_name(d["name"], new=False), np.asarray(d["weight"], dtype=np.float64),
+                   float(d["bias"]), threshold, float(d["target_precision"]), d["graph"],
                    {k: v for k, v in d.items() if k not in core})
 
 

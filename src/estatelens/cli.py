@@ -285,10 +285,12 @@ def cmd_train(args) -> int:
 
 def cmd_train_attribute(args) -> int:
     import json
+    import os
     import shutil
+    import tempfile
 
     from .attributes import add_embedding_output, save_attribute_head
-    from .bundle import commit_folder, load_bundle, staging_folder
+    from .bundle import load_bundle
     from .data.attribute_labels import read_attribute_labels
     from .evaluation.report import plot_precision_recall
     from .training.attributes import train_attribute
@@ -299,34 +301,44 @@ def cmd_train_attribute(args) -> int:
         target = Path(args.out)
         if target.suffix != ".estatelens":
             target = target.with_name(target.name + ".estatelens")
-        if target.resolve() != source.path.resolve() and target.exists():
+        in_place = target.resolve() == source.path.resolve()
+        if not in_place and (target.exists() or target.is_symlink()):
             raise ValueError(f"{target}: already exists; choose another --out or leave --out out to add in place")
     elif not Path(args.model).exists():
         raise ValueError(f"{args.model} is a bundled model; give --out NEW.estatelens for the copy that gets the head")
     else:
-        target = source.path
-    # Work on a copy and put it in place only when the head is trained: a failed or interrupted
-    # run leaves MODEL and --out as they were.
-    target, tmp = staging_folder(target)
-    shutil.copytree(source.path, tmp, dirs_exist_ok=True)
-    if add_embedding_output(tmp / "model.onnx"):
-        print(f"{target}: the network now also outputs its embedding (room-type outputs unchanged)")
-    bundle = load_bundle(tmp)
+        target, in_place = source.path, True
+    target = target.resolve() if in_place else target
+    # Train on a private copy; only a finished head changes anything. In place, just the files
+    # that change are replaced, each atomically (model.onnx when it gains the embedding output,
+    # attributes/NAME.json), so that heads other runs add meanwhile are kept.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        shutil.copytree(source.path, tmp, dirs_exist_ok=True)
+        graph_changed = add_embedding_output(tmp / "model.onnx")
+        if graph_changed:
+            print(f"{target}: the network now also outputs its embedding (room-type outputs unchanged)")
+        bundle = load_bundle(tmp)
         fit = train_attribute(bundle, labels, target_precision=args.precision, views=args.views,
                               class_balance=args.class_balance, seed=args.seed, progress=not args.quiet)
         save_attribute_head(tmp, fit.head)
-    except BaseException:
+        if in_place:
+            if graph_changed:
+                os.replace(tmp / "model.onnx", target / "model.onnx")
+            save_attribute_head(target, fit.head)
+        else:
+            os.rename(tmp, target)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    commit_folder(tmp, target)
     head_path = target / "attributes" / f"{args.name}.json"
     fit.report["model"] = str(target)
     report = Path(args.report or f"runs/attribute-{args.name}")
     report.mkdir(parents=True, exist_ok=True)
     (report / "metrics.json").write_text(json.dumps(fit.report, indent=2))
     v, t = fit.report["validation"], fit.report["test"]
-    print(f"{args.name}: threshold {fit.head.threshold:.3f} for precision {args.precision:.2f} "
+    threshold = "no threshold" if fit.head.threshold is None else f"threshold {fit.head.threshold:.3f}"
+    print(f"{args.name}: {threshold} for precision {args.precision:.2f} "
           f"(validation: precision {_num(v['precision'])}, recall {_num(v['recall'])}, AP {_num(v['average_precision'])})")
     if t.get("n"):
         plot_precision_recall(fit.test_labels, fit.test_probabilities, fit.head.threshold,
@@ -360,7 +372,7 @@ def cmd_explain(args) -> int:
             status = 1
             continue
         print(f"{path}: " + ", ".join(
-            f"{hm.label} {hm.probability:.3f}" if hm.target == "room_type" else f"{hm.target} {hm.label} {hm.probability:.3f}"
+            f"{hm.label} {hm.probability:.3f}" if hm.target == "room_type" else f"{hm.target} {hm.probability:.3f} ({hm.label})"
             for hm in explanation.heatmaps))
         for f in files:
             print(f"  {f}")
@@ -374,8 +386,8 @@ def cmd_quantize(args) -> int:
 
     collection = combine_collections([load_collection(d, workers=4) for d in args.calibration])
     photos = pick_calibration(collection.split("train") or collection.samples, args.photos)
-    bundle = quantize_bundle(args.model, args.out, photos, weights=args.weights)
     heads = load_bundle(args.model).attributes
+    bundle = quantize_bundle(args.model, args.out, photos, weights=args.weights)
     if heads:
         print(f"note: the attribute heads ({', '.join(h.name for h in heads)}) are not carried over: the int8 "
               f"network gives other embeddings. Train them again on it: estatelens train-attribute NAME DATA "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .attributes import NO, YES
+from .attributes import YES
 from .bundle import ModelBundle
 from .data.images import read_photo
 from .data.preprocess import eval_array
@@ -30,7 +30,7 @@ OUTSIDE_DIM = 0.45  # brightness of the part of the photo the network does not s
 @dataclass
 class Heatmap:
     target: str  # "room_type" or an attribute name
-    label: str  # the class, or "yes" / "no" for an attribute
+    label: str  # the class; for an attribute "yes", "no" or "no threshold"
     probability: float
     cam: np.ndarray  # (h, w) in [0, 1], over the network's input square
 
@@ -89,8 +89,9 @@ class Explainer:
             attributes = {n: float(h.probability(emb)[0]) for n, h in self.heads.items()} if self.heads else {}
         targets: list[tuple[str, str, float]] = [("room_type", room[0], float(room[1]))]
         for name, p in (attributes or {}).items():
-            if name in self.heads and (every_attribute or p >= self.heads[name].threshold):
-                targets.append((name, YES if p >= self.heads[name].threshold else NO, p))
+            said = self.heads[name].says(p) if name in self.heads else None
+            if name in self.heads and (every_attribute or said == YES):
+                targets.append((name, said or "no threshold", p))
         cams = self._grad_cam(x, [(t, lbl) for t, lbl, _ in targets])
         return Explanation(str(path), size, [Heatmap(t, lbl, p, c) for (t, lbl, p), c in zip(targets, cams)])
 

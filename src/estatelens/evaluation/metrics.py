@@ -162,14 +162,15 @@ def _wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
     return [round(float(centre - half), 4), round(float(centre + half), 4)]
 
 
-def attribute_metrics(y_true, probs, threshold: float) -> dict:
+def attribute_metrics(y_true, probs, threshold: float | None) -> dict:
     """A yes/no attribute: average precision and ROC AUC (threshold-free), and precision, recall,
-    F1 and counts at `threshold`, with 95 % intervals; `y_true` 0/1, `probs` P(yes)."""
+    F1 and counts at `threshold` (None: no operating point, nothing said yes), with 95 % intervals;
+    `y_true` 0/1, `probs` P(yes)."""
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(probs, dtype=np.float64)
-    pred = p >= threshold
+    pred = p >= threshold if threshold is not None else np.zeros(len(p), dtype=bool)
     tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
     fn, tn = int((~pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
     both = 0 < y.sum() < len(y)
@@ -179,7 +180,7 @@ def attribute_metrics(y_true, probs, threshold: float) -> dict:
         "n": int(len(y)), "positives": int(y.sum()), "negatives": int(len(y) - y.sum()),
         "average_precision": round(float(average_precision_score(y, p)), 4) if y.sum() else None,
         "roc_auc": round(float(roc_auc_score(y, p)), 4) if both else None,
-        "threshold": round(float(threshold), 4),
+        "threshold": None if threshold is None else round(float(threshold), 4),
         "precision": None if precision is None else round(precision, 4),
         "precision_95ci": _wilson(tp, tp + fp),
         "recall": None if recall is None else round(recall, 4),

@@ -176,12 +176,13 @@ def _plot_mistakes(y_true: np.ndarray, probs: np.ndarray, paths: Sequence[str], 
     return len(shown), unreadable
 
 
-def plot_precision_recall(y_true: np.ndarray, probs: np.ndarray, threshold: float, title: str, path: Path) -> None:
+def plot_precision_recall(y_true: np.ndarray, probs: np.ndarray, threshold: float | None, title: str,
+                          path: Path) -> None:
     """Precision against recall over every threshold, with the shipped operating point marked."""
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, _ = precision_recall_curve(y_true, probs)
-    pred = probs >= threshold
+    pred = probs >= threshold if threshold is not None else np.zeros(len(probs), dtype=bool)
     tp = int((pred & (y_true == 1)).sum())
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()
@@ -189,6 +190,9 @@ def plot_precision_recall(y_true: np.ndarray, probs: np.ndarray, threshold: floa
     if pred.any() and y_true.sum():
         ax.plot([tp / y_true.sum()], [tp / pred.sum()], "o", color="C3", label=f"threshold {threshold:.2f}")
         ax.legend(loc="lower left")
+    else:
+        what = "no operating threshold" if threshold is None else f"threshold {threshold:.2f}: no photo reaches it"
+        ax.text(0.03, 0.05, what, color="C3", transform=ax.transAxes)
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
            title=f"{title} ({int(y_true.sum())} yes / {int(len(y_true) - y_true.sum())} no)")
     ax.grid(alpha=0.3)

@@ -8,7 +8,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..attributes import NO, YES, AttributeHead
+from ..attributes import AttributeHead
 from ..bundle import ModelBundle
 from ..inference import predict_stream
 
@@ -57,12 +57,13 @@ class TagRow:
 
     def to_dict(self, heads: Sequence[AttributeHead] = ()) -> dict:
         """The output row. Each attribute gives two columns beside the room type: NAME ("yes" at
-        or above the head's operating threshold, else "no") and NAME_probability."""
+        or above the head's operating threshold, else "no"; empty for a head without one) and
+        NAME_probability."""
         row = {"path": self.path, "status": self.status, "room_type": self.room_type,
                "probability": self.probability}
         for head in heads:
             p = self.attributes.get(head.name) if self.attributes else None
-            row[head.name] = None if p is None else (YES if p >= head.threshold else NO)
+            row[head.name] = None if p is None else head.says(p)
             row[f"{head.name}_probability"] = None if p is None else round(p, 4)
         for k in range(TOP_K):
             name, p = self.top[k] if self.top and k < len(self.top) else (None, None)

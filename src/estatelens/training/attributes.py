@@ -204,20 +204,18 @@ def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray, target_precision: float,
-                     min_support: int = MIN_SUPPORT) -> tuple[float, bool]:
-    """(threshold, target met): the lowest threshold whose precision on (y, p) reaches the target
-    with at least `min_support` true positives above it (one or two lucky photos at the top prove
-    nothing), which gives the most recall at that precision. When no threshold qualifies, the one
-    with the highest precision, so that the head stays conservative, and False."""
+                     min_support: int = MIN_SUPPORT) -> float | None:
+    """The lowest threshold whose precision on (y, p) reaches the target with at least
+    `min_support` true positives above it, which gives the most recall at that precision; None
+    when there is none (one or two lucky photos at the top prove nothing, and neither do fewer
+    positives than `min_support` in all)."""
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, thresholds = precision_recall_curve(y, p)
     precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
-    support = np.rint(recall * int(np.sum(y)))
-    ok = np.flatnonzero((precision >= target_precision) & (support >= min(min_support, int(np.sum(y)))))
-    if ok.size:
-        return float(thresholds[ok[0]]), True
-    return float(thresholds[int(np.argmax(precision))]), False
+    support = np.rint(recall * int(np.sum(y)))  # true positives at or above each threshold
+    ok = np.flatnonzero((precision >= target_precision) & (support >= min_support))
+    return float(thresholds[ok[0]]) if ok.size else None
 
 
 def better_than_chance(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
@@ -231,20 +229,33 @@ def better_than_chance(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]
     return auc, (auc - 0.5) / se
 
 
-def content_groups(paths: Sequence[str]) -> list[str]:
-    """A group per distinct file content: the same photo saved twice (a listing photo reused by
-    another listing) is one group, so its copies never straddle a validation fold."""
-    out = []
-    for p in paths:
+def content_groups(paths: Sequence[str], given: Sequence[str | None] = ()) -> list[str]:
+    """A validation group per photo: photos with the same file content (a listing photo reused by
+    another listing) or the same given group (a listing id) end up in one group, so that copies
+    never straddle a fold. Groups are merged transitively (union-find)."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    keys = []
+    for i, p in enumerate(paths):
         h = hashlib.sha1()
         try:
             with open(p, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
-            out.append(h.hexdigest())
+            key = "sha1:" + h.hexdigest()
         except OSError:
-            out.append(os.path.abspath(p))
-    return out
+            key = "path:" + os.path.abspath(p)
+        group = given[i] if i < len(given) else None
+        if group:
+            parent[find(key)] = find("group:" + group)
+        keys.append(key)
+    return [find(k) for k in keys]
 
 
 def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_precision: float = 0.9,
@@ -265,12 +276,12 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
     keep = np.array([st == "ok" for st in status])
     y_all = np.array([s.label == YES for s in samples], dtype=int)
     split = np.array([s.split for s in samples])
-    content = content_groups([s.path for s in samples])
+    content = content_groups([s.path for s in samples], [s.group for s in samples])
     pool = np.flatnonzero(keep & (split != "test"))
     in_pool = {content[i] for i in pool}
     leaked = [samples[i].path for i in np.flatnonzero(keep & (split == "test")) if content[i] in in_pool]
     test = np.flatnonzero(keep & (split == "test") & np.array([c not in in_pool for c in content]))
-    groups = [samples[i].group or content[i] for i in pool]
+    groups = [content[i] for i in pool]
     y_pool = y_all[pool]
     log(f"{labels.name}: {int(y_pool.sum())} yes / {int((1 - y_pool).sum())} no for training and validation, "
         f"{int(y_all[test].sum())} yes / {int((1 - y_all[test]).sum())} no held out for test, "
@@ -287,16 +298,24 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
     C, z = best
     a, b = _platt(z, y_pool)
     auc, zval = better_than_chance(y_pool, z)
+    _, best_z = better_than_chance(y_pool, y_pool)  # a perfect ranking of these photos
+    if best_z < MIN_Z:
+        raise ValueError(f"{labels.name}: {int(y_pool.sum())} yes and {int((1 - y_pool).sum())} no photos for "
+                         f"training and validation are too few to show that a head does better than chance, "
+                         f"even if it ranked them all right; label more photos")
     if a <= 0 or zval < MIN_Z:
         raise ValueError(f"{labels.name}: on cross-validation the head did not rank photos clearly better "
                          f"than chance (ROC AUC {auc:.3f}, z {zval:.1f} < {MIN_Z}; average precision "
                          f"{cv_scores[C]:.3f} against a base rate of {y_pool.mean():.3f}, {int(y_pool.sum())} yes "
                          f"of {len(y_pool)}); more labelled photos, or another model's embedding, are needed")
     p_oof = 1 / (1 + np.exp(-(a * z + b)))
-    threshold, met = choose_threshold(y_pool, p_oof, target_precision)
+    threshold = choose_threshold(y_pool, p_oof, target_precision)
+    met = threshold is not None
     if not met:
         log(f"  warning: no threshold reaches precision {target_precision} on validation with at least "
-            f"{MIN_SUPPORT} true positives; shipping the most precise one ({threshold:.3f})")
+            f"{MIN_SUPPORT} true positives, so the head ships without one: `tag` writes "
+            f"{labels.name}_probability and leaves {labels.name} empty. Label more photos, or state a lower "
+            f"--precision")
 
     final = _fit_views(_logistic(C, class_balance, seed), emb[pool], y_pool)
     scaler, lr = final[0], final[1]

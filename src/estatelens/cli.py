@@ -332,7 +332,7 @@ def cmd_train_attribute(args) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     head_path = target / "attributes" / f"{args.name}.json"
-    fit.report["model"] = str(target)
+    fit.report["model"] = str(source.path if in_place else target)  # as the user named it
     report = Path(args.report or f"runs/attribute-{args.name}")
     report.mkdir(parents=True, exist_ok=True)
     (report / "metrics.json").write_text(json.dumps(fit.report, indent=2))

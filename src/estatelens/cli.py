@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Tag every photo in PATH... (files, folders searched recursively, or .txt files listing one\n"
         "path per line) with the room type the model sees, its probability, the top-3 classes and\n"
         "the photo's size; for every attribute head in the bundle (fireplace, balcony, ...) the\n"
-        "probability and yes/no at the head's shipped threshold, from the same network pass. Unusable files (corrupt, truncated, empty, not images) get a row saying\n"
+        "probability and yes/no at the head's shipped threshold, from the same network pass.\n"
+        "Unusable files (corrupt, truncated, empty, not images) get a row saying\n"
         "why, and the run goes on. The output format follows the extension of --out: .xlsx (a\n"
         "spreadsheet with a filtering header row), .csv, .json, .jsonl or .parquet (needs pyarrow).\n"
         "An interrupted run (Ctrl-C, crash) loses nothing: rerun the same command to resume."),
@@ -188,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
         "same network pass as the room type. DATA is a CSV with columns path,NAME (yes / no /\n"
         "unsure) or folders NAME/yes/ and NAME/no/ (optionally under train/val/test). Rows marked\n"
         "unsure are left out of training and scoring. The head is calibrated on cross-validated\n"
-        "predictions and ships the threshold that reaches --precision there; test-split photos\n"
-        "(a split column, a test/ folder in the path, or 10 %% set aside) are scored at the end.\n"
+        "predictions and ships the lowest threshold that reaches --precision there with at least\n"
+        "5 true positives; when none does, the head ships without one (probabilities only, yes/no\n"
+        "left empty). A head no better than chance is refused. Test-split photos (a split column,\n"
+        "a test/ folder in the path, or 10 % set aside) are scored at the end.\n"
         "The room-type network and head are not changed."),
         epilog=("examples:\n  estatelens train-attribute fireplace ../shared/data/attributes.csv --model rooms --out my.estatelens\n"
                 "  estatelens train-attribute pool labelled/ --model my.estatelens --precision 0.95"),

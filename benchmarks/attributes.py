@@ -119,7 +119,7 @@ def measure_quality(seed: int = 0) -> dict:
     from estatelens.bundle import load_bundle
     from estatelens.data.attribute_labels import read_attribute_labels
     from estatelens.evaluation.metrics import attribute_metrics
-    from estatelens.training.attributes import content_groups, embed_photos, train_attribute
+    from estatelens.training.attributes import embed_photos, partition, train_attribute
 
     from estatelens.data.dataset import load_collection
 
@@ -132,9 +132,7 @@ def measure_quality(seed: int = 0) -> dict:
     out = {}
     for head in bundle.attributes:
         labels = read_attribute_labels(DATA / "attributes.csv", head.name, seed=seed)
-        content = content_groups([s.path for s in labels.samples], [s.group for s in labels.samples])
-        in_pool = {c for s, c in zip(labels.samples, content) if s.split != "test"}
-        test = [s for s, c in zip(labels.samples, content) if s.split == "test" and c not in in_pool]
+        test = [labels.samples[i] for i in partition(labels.samples)[1]]
         emb, status = embed_photos(bundle, [s.path for s in test], views=0, progress=False)
         ok = np.array([st == "ok" for st in status])
         y = np.array([s.label == "yes" for s in test], dtype=int)[ok]

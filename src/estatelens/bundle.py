@@ -111,6 +111,16 @@ class ModelBundle:
             self._attributes = load_attribute_heads(self.path, self.onnx_path)
         return self._attributes
 
+    def weights(self, purpose: str) -> dict:
+        """The PyTorch state dict in weights.pt (half precision in int8 bundles; load_state_dict
+        casts it); `purpose` ends the error message when the file is missing."""
+        import torch
+
+        path = self.path / "weights.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.path}: has no weights.pt {purpose}")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
     def transform(self):
         """The torchvision eval preset (for PyTorch data loaders); `eval_array` is the same without torch."""
         from .data.transforms import eval_preset

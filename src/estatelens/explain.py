@@ -44,20 +44,14 @@ class Explanation:
 
 def load_torch_model(bundle: ModelBundle):
     """The bundle's network as a float PyTorch Classifier in eval mode, from weights.pt."""
-    import torch
-
     from .models import create_model
 
-    weights = bundle.path / "weights.pt"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{bundle.path}: no weights.pt, which heatmaps need (the ONNX graph "
-                                f"alone cannot give gradients)")
+    state = bundle.weights(", which heatmaps need (the ONNX graph alone cannot give gradients)")
     name = bundle.info.get("model")
     if not name:
         raise ValueError(f"{bundle.path}: bundle.json names no registered model")
     model = create_model(name, num_classes=len(bundle.classes))
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(state)
     return model.eval()
 
 

@@ -181,14 +181,15 @@ def plot_precision_recall(y_true: np.ndarray, probs: np.ndarray, threshold: floa
     """Precision against recall over every threshold, with the shipped operating point marked."""
     from sklearn.metrics import precision_recall_curve
 
+    from .metrics import attribute_metrics
+
     precision, recall, _ = precision_recall_curve(y_true, probs)
-    pred = probs >= threshold if threshold is not None else np.zeros(len(probs), dtype=bool)
-    tp = int((pred & (y_true == 1)).sum())
+    at = attribute_metrics(y_true, probs, threshold)
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()
     ax.plot(recall, precision, drawstyle="steps-post")
-    if pred.any() and y_true.sum():
-        ax.plot([tp / y_true.sum()], [tp / pred.sum()], "o", color="C3", label=f"threshold {threshold:.2f}")
+    if at["precision"] is not None and at["recall"] is not None:
+        ax.plot([at["recall"]], [at["precision"]], "o", color="C3", label=f"threshold {threshold:.2f}")
         ax.legend(loc="lower left")
     else:
         what = "no operating threshold" if threshold is None else f"threshold {threshold:.2f}: no photo reaches it"

@@ -258,6 +258,20 @@ def content_groups(paths: Sequence[str], given: Sequence[str | None] = ()) -> li
     return [find(k) for k in keys]
 
 
+def partition(samples: Sequence, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """(train+val indices, test indices, test paths left out as byte copies of train+val photos,
+    validation group per sample) over the samples that `keep` marks (default all)."""
+    keep = np.ones(len(samples), dtype=bool) if keep is None else keep
+    content = content_groups([s.path for s in samples], [s.group for s in samples])
+    split = np.array([s.split for s in samples])
+    pool = np.flatnonzero(keep & (split != "test"))
+    in_pool = {content[i] for i in pool}
+    copy = np.array([c in in_pool for c in content], dtype=bool)
+    leaked = [samples[i].path for i in np.flatnonzero(keep & (split == "test") & copy)]
+    test = np.flatnonzero(keep & (split == "test") & ~copy)
+    return pool, test, leaked, content
+
+
 def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_precision: float = 0.9,
                     views: int = 4, class_balance: str = "full", seed: int = 0, progress: bool = True,
                     log: Callable[[str], None] = print) -> AttributeFit:
@@ -275,12 +289,7 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
         log(f"  skipped {f['path']}: {f['reason']}")
     keep = np.array([st == "ok" for st in status])
     y_all = np.array([s.label == YES for s in samples], dtype=int)
-    split = np.array([s.split for s in samples])
-    content = content_groups([s.path for s in samples], [s.group for s in samples])
-    pool = np.flatnonzero(keep & (split != "test"))
-    in_pool = {content[i] for i in pool}
-    leaked = [samples[i].path for i in np.flatnonzero(keep & (split == "test")) if content[i] in in_pool]
-    test = np.flatnonzero(keep & (split == "test") & np.array([c not in in_pool for c in content]))
+    pool, test, leaked, content = partition(samples, keep)
     groups = [content[i] for i in pool]
     y_pool = y_all[pool]
     log(f"{labels.name}: {int(y_pool.sum())} yes / {int((1 - y_pool).sum())} no for training and validation, "

@@ -339,12 +339,9 @@ def _load_init(model, init: str, classes: list[str], log) -> None:
     from ..bundle import load_bundle
 
     bundle = load_bundle(init)
-    weights = bundle.path / "weights.pt"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{bundle.path}: has no weights.pt to start from")
+    state = bundle.weights("to start from")
     if bundle.info.get("model") and bundle.info["model"] != model.name:
         raise ValueError(f"{bundle.path}: is a {bundle.info['model']} bundle, not {model.name}")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
     if bundle.classes != classes:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         log(f"starting from {bundle.path} (backbone only: its classes differ)")
@@ -353,7 +350,7 @@ def _load_init(model, init: str, classes: list[str], log) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("head.")] + list(unexpected)
     if bad:
-        raise ValueError(f"{weights}: does not fit {model.name} ({', '.join(bad[:5])}...)")
+        raise ValueError(f"{bundle.path / 'weights.pt'}: does not fit {model.name} ({', '.join(bad[:5])}...)")
 
 
 def _resume(path: Path, config: TrainConfig, fingerprint: dict, model, optimizer, scheduler, log) -> dict:

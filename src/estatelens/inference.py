@@ -104,3 +104,22 @@ def predict_samples(bundle: ModelBundle, samples: Sequence[Sample], batch_size: 
             if i % batch_size == 0:
                 bar.set_postfix(photos_s=f"{bar.n / max(1e-9, time.time() - t0):.0f}")
     return probs, ok
+
+
+def network_throughput(onnx_path: str | os.PathLike, size: int, *, batch_size: int = 32, threads: int = 2,
+                       seconds: float = 3.0) -> float:
+    """Photos per second through the ONNX graph alone (no decoding), batches of `batch_size` on
+    `threads` threads: one warm-up batch, then batches until `seconds` have passed (at least 2).
+    The input is noise; a convolutional network costs the same whatever the pixels."""
+    from .bundle import onnx_session
+
+    sess = onnx_session(onnx_path, threads)
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((batch_size, 3, size, size), dtype=np.float32)
+    first = [sess.get_outputs()[0].name]
+    sess.run(first, {name: x})
+    n, t0 = 0, time.perf_counter()
+    while n < 2 or time.perf_counter() - t0 < seconds:
+        sess.run(first, {name: x})
+        n += 1
+    return n * batch_size / (time.perf_counter() - t0)

@@ -22,7 +22,7 @@ MAX_ANNOTATED_CLASSES = 30
 MAX_LABELLED_CLASSES = 60
 THUMB_SIZE = (160, 160)
 
-_CSS = """
+CSS = """
 body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
        color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -37,7 +37,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; margin: .5em 0; }
 """
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     fig.clear()  # drop artists (and thumbnail pixel arrays) now rather than at garbage collection
 
@@ -57,7 +57,7 @@ def _plot_curves(history: Sequence[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _set_class_ticks(ax, axis: str, names: Sequence[str], rotation: float = 0) -> None:
@@ -85,7 +85,7 @@ def _plot_per_class(per_class: dict, names: Sequence[str], path: Path) -> None:
     _set_class_ticks(ax, "x", names, rotation=35)
     ax.legend(loc="upper right", ncol=3, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_confusion(matrix: np.ndarray, names: Sequence[str], path: Path) -> None:
@@ -112,7 +112,7 @@ def _plot_confusion(matrix: np.ndarray, names: Sequence[str], path: Path) -> Non
                     v = data[i, j]
                     ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center",
                             fontsize=7 if c > 10 else 9, color="white" if v > 0.6 * hi else "black")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_reliability(reliability: dict, ece: float | None, path: Path) -> None:
@@ -138,7 +138,7 @@ def _plot_reliability(reliability: dict, ece: float | None, path: Path) -> None:
     axc.bar(centers, counts, width, color="#999", edgecolor="#333")
     axc.set_xlabel("confidence (max probability)")
     axc.set_ylabel("count")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_mistakes(y_true: np.ndarray, probs: np.ndarray, paths: Sequence[str], names: Sequence[str],
@@ -172,7 +172,7 @@ def _plot_mistakes(y_true: np.ndarray, probs: np.ndarray, paths: Sequence[str], 
     for ax, (img, title) in zip(axes, shown):
         ax.imshow(img)
         ax.set_title(title, fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
     return len(shown), unreadable
 
 
@@ -197,7 +197,7 @@ def plot_precision_recall(y_true: np.ndarray, probs: np.ndarray, threshold: floa
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
            title=f"{title} ({int(y_true.sum())} yes / {int(len(y_true) - y_true.sum())} no)")
     ax.grid(alpha=0.3)
-    _save(fig, Path(path))
+    save_figure(fig, Path(path))
 
 
 def _fmt(v, pct: bool = False) -> str:
@@ -282,7 +282,7 @@ def write_report(out_dir: str | Path, *, title: str, metrics: dict, class_names:
 
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
     ]
     if summary:

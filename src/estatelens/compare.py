@@ -1,0 +1,209 @@
+"""Compare networks and training modes on one labelled dataset: `estatelens compare`.
+
+Every (model, mode) run trains on the same split with the same seed and budgets through the one
+trainer (`training.engine.fit`), is scored on the held-apart split through its exported ONNX
+bundle, and has its network speed measured through ONNX Runtime. Each run writes
+`runs/<model>-<mode>/result.json` when it ends, so a rerun skips what is finished (same settings,
+same photos), retries what failed and resumes an interrupted run from its checkpoint. A pretrained
+mode whose weights are not present is recorded as unavailable, with the reason, not trained.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .data.dataset import PhotoCollection, Sample
+from .evaluation.comparison import write_comparison
+from .evaluation.evaluate import evaluate_bundle
+from .inference import network_throughput
+from .models.registry import get_spec
+from .training.config import MODES, TrainConfig
+from .training.engine import fit
+
+# What a run's result depends on besides the photos; workers, threads and the cache folder do not.
+_OPERATIONAL = ("workers", "threads", "cache_dir")
+RESULT = "result.json"
+
+
+def run_name(model: str, mode: str) -> str:
+    return f"{model}-{mode}"
+
+
+def unavailable_reason(model: str, mode: str, weights: str | None) -> str | None:
+    """Why `mode` cannot run for `model` here (None: it can): pretrained modes need weights."""
+    if mode == "scratch":
+        return None
+    spec = get_spec(model)
+    if weights:
+        return None if Path(weights).is_file() else f"weights file {weights} not found"
+    default = spec.weights()
+    if default is None:
+        return f"no pretrained weights exist for {model}; it trains from scratch only"
+    if not Path(default).is_file():
+        return f"ImageNet weights not present (expected at {default}; or pass --weights {model}=PATH)"
+    return None
+
+
+def check_plan(models: Sequence[str], modes: Sequence[str], weights: dict[str, str]) -> None:
+    """Unknown names stop the comparison before any photo is read, let alone hours of training."""
+    for m in models:
+        get_spec(m)
+    bad_modes = [m for m in modes if m not in MODES]
+    if bad_modes:
+        raise ValueError(f"unknown mode(s) {', '.join(bad_modes)}; choose from {', '.join(MODES)}")
+    unknown = sorted(set(weights) - set(models))
+    if unknown:
+        raise ValueError(f"--weights names model(s) not compared: {', '.join(unknown)}")
+
+
+def data_fingerprint(collection: PhotoCollection) -> str:
+    h = hashlib.sha1(json.dumps(collection.classes).encode())
+    for s in collection.samples:
+        h.update(f"{s.path}\0{s.label}\0{s.split}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def per_class_sample(samples: Sequence[Sample], n: int, seed: int = 0) -> list[Sample]:
+    """At most `n` samples of each class (all when n is 0), seeded, in their original order."""
+    if n <= 0:
+        return list(samples)
+    rng = np.random.default_rng(seed)
+    keep: set[int] = set()
+    for label in sorted({s.label for s in samples}):
+        idx = [i for i, s in enumerate(samples) if s.label == label]
+        keep.update(int(i) for i in rng.permutation(idx)[:n])
+    return [s for i, s in enumerate(samples) if i in keep]
+
+
+def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Sequence[str],
+            modes: Sequence[str], base: dict, *, weights: dict[str, str] | None = None,
+            train_eval_per_class: int = 200, speed_threads: int = 2, speed_seconds: float = 3.0,
+            command: str = "", log: Callable[[str], None] = print, progress: bool = True) -> list[dict]:
+    """Train and score every (model, mode), mode by mode in the order given; write the tables,
+    figures and report into `out_dir`, refreshed after every run. `base` holds the TrainConfig
+    values common to all runs. Returns the per-run results."""
+    weights = weights or {}
+    check_plan(models, modes, weights)
+    if not collection.split("train"):
+        raise ValueError(f"{collection.source}: the train split is empty")
+    test_split = "test" if collection.split("test") else "val"
+    out = Path(out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    fingerprint = data_fingerprint(collection)
+    meta = {"command": command, "data": collection.source, "classes": collection.classes,
+            "per_split": collection.summary()["per_split"], "test_split": test_split,
+            "speed": f"network only, batch 32, {speed_threads} ONNX Runtime threads, float32 graph",
+            "train_eval_per_class": train_eval_per_class}
+    plan = [(model, mode) for mode in modes for model in models]
+    results = []
+    for k, (model, mode) in enumerate(plan, 1):
+        config = TrainConfig.from_dict({**base, "model": model, "mode": mode, "weights": weights.get(model)})
+        key = {"config": {c: v for c, v in config.to_dict().items() if c not in _OPERATIONAL},
+               "data": fingerprint, "train_eval_per_class": train_eval_per_class, "test_split": test_split}
+        run_dir = out / "runs" / run_name(model, mode)
+        done = _read_result(run_dir)
+        head = f"[{k}/{len(plan)}] {model} {mode}"
+        if done and done.get("status") == "ok" and done.get("key") == key:
+            log(f"{head}: finished earlier, skipped ({run_dir / RESULT})")
+            results.append(done)
+            continue
+        reason = unavailable_reason(model, mode, weights.get(model))
+        if reason:
+            log(f"{head}: unavailable: {reason}")
+            result = {"model": model, "mode": mode, "status": "unavailable", "reason": reason, "key": key}
+        else:
+            log(f"{head}: training")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            run_log = _tee(log, run_dir / "train.log")
+            t0 = time.time()
+            try:
+                result = _run(collection, run_dir, config, test_split, train_eval_per_class,
+                              speed_threads, speed_seconds, run_log, progress)
+                result.update(model=model, mode=mode, status="ok", key=key)
+                (run_dir / "error.txt").unlink(missing_ok=True)
+            except Exception as e:  # noqa: BLE001 - one run's crash is recorded; the others go on
+                trace = traceback.format_exc()
+                (run_dir / "error.txt").write_text(trace, encoding="utf-8")
+                run_log(trace)
+                error = f"{type(e).__name__}: {e}".strip()
+                log(f"{head}: FAILED after {time.time() - t0:.0f} s: {error} (trace in {run_dir / 'error.txt'})")
+                result = {"model": model, "mode": mode, "status": "failed", "error": error, "key": key}
+        _write_result(run_dir, result)
+        results.append(result)
+        write_comparison(out, results, meta)
+    write_comparison(out, results, meta)
+    return results
+
+
+def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_split: str,
+         train_eval_per_class: int, speed_threads: int, speed_seconds: float, log, progress: bool) -> dict:
+    fitted = fit(collection, run_dir, config, log=log)
+    bundle = fitted.bundle
+    workers = config.workers
+    test = evaluate_bundle(bundle, collection.split(test_split), report_dir=run_dir / "report",
+                           title=f"{config.model} ({config.mode}): {test_split} split", history=fitted.history,
+                           json_path=run_dir / "metrics.json", workers=workers, progress=progress)
+    train_sample = per_class_sample(collection.split("train"), train_eval_per_class, config.seed)
+    train = evaluate_bundle(bundle, train_sample, workers=workers, progress=progress)
+    speed = network_throughput(bundle.onnx_path, bundle.preprocessing.size, threads=speed_threads,
+                               seconds=speed_seconds)
+    log(f"{config.model} {config.mode}: {test_split} accuracy {test['accuracy']:.4f}, "
+        f"{speed:.0f} photos/s (network, {speed_threads} threads)")
+    # The bundle holds the weights; the checkpoints only served resuming this run.
+    for name in ("checkpoint.pt", "best.pt"):
+        (run_dir / name).unlink(missing_ok=True)
+    return {
+        "parameters": int(sum(p.numel() for p in fitted.model.parameters())),
+        "onnx_bytes": bundle.onnx_path.stat().st_size,
+        "image_size": bundle.preprocessing.size,
+        "train_seconds": round(fitted.train_seconds, 1),
+        "epochs_run": len(fitted.history),
+        "best_epoch": fitted.best_epoch,
+        "best_val_accuracy": fitted.best_val_accuracy,
+        "stopped_by": fitted.stopped_by,
+        "test": {k: test[k] for k in ("n", "accuracy", "top2_accuracy", "macro_f1", "ece")},
+        "per_class": {c: {"train": _recall(train, c), "train_n": _support(train, c),
+                          "test": _recall(test, c), "test_n": _support(test, c)} for c in bundle.classes},
+        "photos_per_second": round(speed, 1),
+        "history": fitted.history,
+        "bundle": str(bundle.path),
+    }
+
+
+def _recall(metrics: dict, c: str) -> float | None:
+    """Per-class accuracy (the share of the class's photos called right); None without photos."""
+    pc = metrics["per_class"].get(c) or {}
+    return pc.get("recall") if pc.get("support") else None
+
+
+def _support(metrics: dict, c: str) -> int:
+    return int((metrics["per_class"].get(c) or {}).get("support") or 0)
+
+
+def _read_result(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RESULT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_result(run_dir: Path, result: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    tmp.replace(run_dir / RESULT)
+
+
+def _tee(log: Callable[[str], None], path: Path) -> Callable[[str], None]:
+    def both(line: str) -> None:
+        log(line)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line.rstrip("\n") + "\n")
+    return both

@@ -64,8 +64,8 @@ def test_compare_writes_tables_and_figures_records_a_crash_and_skips_finished_ru
             "--workers", "0", "--speed-seconds", "0.1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
     calls = []
     real_fit = compare_module.fit
-    monkeypatch.setattr(compare_module, "fit", lambda col, run_dir, config, log: (
-        calls.append((config.model, config.mode)), real_fit(col, run_dir, config, log=log))[1])
+    monkeypatch.setattr(compare_module, "fit", lambda col, run_dir, config, **kw: (
+        calls.append((config.model, config.mode)), real_fit(col, run_dir, config, **kw))[1])
 
     assert main(argv) == 1  # a run failed; the others finished
     assert calls == [("tiny_cnn", "features"), ("roomnet", "scratch"), ("tiny_cnn", "scratch"),
@@ -82,14 +82,27 @@ def test_compare_writes_tables_and_figures_records_a_crash_and_skips_finished_ru
     finished = [rows[k] for k in (("tiny_cnn", "features"), ("roomnet", "scratch"), ("tiny_cnn", "scratch"))]
     for r in finished:
         assert r["status"] == "ok"
-        for col in ("parameters_m", "onnx_mb", "train_minutes", "epochs_run", "best_val_accuracy", "best_epoch",
+        for col in ("parameters", "onnx_bytes", "train_seconds", "prepare_seconds", "epochs_run", "best_val_accuracy", "best_epoch",
                     "test_accuracy", "test_top2", "macro_f1", "photos_per_second", "stopped_by"):
             assert r[col] != "", (r["model"], r["mode"], col)
         assert 0.0 <= float(r["test_accuracy"]) <= 1.0 and float(r["photos_per_second"]) > 0
     # features mode trains only the head on a frozen backbone: same network size as scratch
-    assert rows[("tiny_cnn", "features")]["parameters_m"] == rows[("tiny_cnn", "scratch")]["parameters_m"]
+    assert rows[("tiny_cnn", "features")]["parameters"] == rows[("tiny_cnn", "scratch")]["parameters"] == str(
+        sum(p.numel() for p in TinyCNN().features.parameters()) + 16 * 2 + 2)
 
+    # per-class accuracy is the share of each class called right: weighted by the photos of each
+    # class it gives back the overall accuracy, on test as on the metrics.json of the run
     per_class = _rows(out / "per_class.csv")
+    for r in finished:
+        mine = [p for p in per_class if (p["model"], p["mode"]) == (r["model"], r["mode"])]
+        weighted = sum(float(p["test_accuracy"]) * int(p["test_n"]) for p in mine) / sum(int(p["test_n"]) for p in mine)
+        assert weighted == pytest.approx(float(r["test_accuracy"]))
+        run_metrics = json.loads((out / "runs" / f"{r['model']}-{r['mode']}" / "metrics.json").read_text())
+        assert {p["class"]: float(p["test_accuracy"]) for p in mine} == pytest.approx(
+            {c: m["recall"] for c, m in run_metrics["per_class"].items()})
+    # --weights is for the pretrained modes only: the scratch run starts from random weights
+    key = json.loads((out / "runs" / "tiny_cnn-scratch" / "result.json").read_text())["key"]
+    assert key["config"]["weights"] is None and key["config"]["mode"] == "scratch"
     assert {(r["model"], r["mode"]) for r in per_class} == {(r["model"], r["mode"]) for r in finished}
     assert {r["class"] for r in per_class} == {"horizontal", "vertical"}
     for r in per_class:
@@ -134,6 +147,13 @@ def test_unknown_model_or_mode_stops_before_any_training(tmp_path, stripes_datas
     assert not (tmp_path / "c" / "runs").exists() or not any((tmp_path / "c" / "runs").iterdir())
 
 
+def test_weights_with_scratch_mode_are_refused():
+    from estatelens.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match="pretrained modes"):
+        TrainConfig(model="resnet18", mode="scratch", weights="r18.pth")
+
+
 def test_missing_weights_file_is_a_reason_not_a_crash(tmp_path):
     reason = compare_module.unavailable_reason("resnet18", "finetune", str(tmp_path / "nope.pth"))
     assert "nope.pth" in reason and "not found" in reason
@@ -148,3 +168,37 @@ def test_per_class_sample_caps_every_class_and_keeps_order():
     assert picked == [s for s in samples if s in picked]
     assert compare_module.per_class_sample(samples, 3, seed=1) == picked
     assert compare_module.per_class_sample(samples, 0) == samples
+
+
+def test_a_run_that_hits_its_budget_is_marked_and_a_late_failure_is_retried_without_retraining(
+        tmp_path, monkeypatch):
+    from estatelens.training import engine
+
+    data = make_stripes_dataset(tmp_path / "data", per_class=15, splits=True)
+    out = tmp_path / "cmp"
+    argv = ["compare", str(data), "--models", "roomnet", "--modes", "scratch", "--epochs", "3",
+            "--max-minutes", "0.0001", "--image-size", "64", "--batch-size", "6", "--workers", "0",
+            "--speed-seconds", "0.1", "--out", str(out)]
+    epochs = []
+    real_epoch = engine.train_one_epoch
+    monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **kw: (epochs.append(1), real_epoch(*a, **kw))[1])
+    real_evaluate = compare_module.evaluate_bundle
+    failures = iter([RuntimeError("scoring broke")])
+
+    def evaluate_once_broken(*a, **kw):
+        for e in failures:
+            raise e
+        return real_evaluate(*a, **kw)
+
+    monkeypatch.setattr(compare_module, "evaluate_bundle", evaluate_once_broken)
+    assert main(argv) == 1
+    assert epochs == [1]  # the budget stopped it after the first epoch
+    assert _rows(out / "summary.csv")[0]["status"] == "failed"
+    assert (out / "runs" / "roomnet-scratch" / "checkpoint.pt").is_file()
+
+    # the retry scores the trained network; the budget is spent, so nothing trains again
+    assert main(argv) == 0
+    assert epochs == [1]
+    row = _rows(out / "summary.csv")[0]
+    assert row["status"] == "ok" and row["stopped_by"] == "TIME BUDGET" and row["epochs_run"] == "1"
+    assert "TIME BUDGET" in (out / "summary.md").read_text()

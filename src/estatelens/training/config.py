@@ -46,6 +46,9 @@ class TrainConfig:
             raise ValueError(f"class_balance must be none, sqrt or full, got {self.class_balance!r}")
         if self.schedule not in ("cosine", "exponential"):
             raise ValueError(f"schedule must be 'cosine' or 'exponential', got {self.schedule!r}")
+        if self.mode == "scratch" and self.weights:
+            raise ValueError("weights are for the pretrained modes (features, finetune); scratch starts "
+                             "from random initialisation")
         for key, value in _MODE_DEFAULTS[self.mode].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)

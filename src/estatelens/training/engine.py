@@ -159,8 +159,11 @@ def evaluate(model: nn.Module, batches: Iterable, *, bf16: bool = False) -> dict
 # --- the whole run ----------------------------------------------------------------------------
 
 def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train on the collection's train split, select on val, save the best model as a bundle."""
+        log: Callable[[str], None] = print, budget_spans_reruns: bool = False) -> FitResult:
+    """Train on the collection's train split, select on val, save the best model as a bundle.
+
+    budget_spans_reruns: `max_minutes` counts the training time of earlier, interrupted attempts
+    too, and a run stopped by it is finished rather than continued when rerun."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -200,11 +203,14 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     fingerprint = {"classes": classes, "train": [s.path for s in train], "val": [s.path for s in val]}
     state = _resume(ckpt_path, config, fingerprint, model, optimizer, scheduler, log)
     history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
-    deadline = time.time() + 60 * config.max_minutes if config.max_minutes else None
-    # An early-stopped run is finished; one stopped by the time budget goes on when rerun.
-    stopped_by = "early_stopping" if state.get("stopped_by") == "early_stopping" else "epochs"
+    # An early-stopped run is finished; one stopped by the time budget goes on when rerun, with a
+    # fresh budget, unless the budget spans reruns (compare: a run's budget is its whole life).
+    finished = {"early_stopping"} | ({"time_budget"} if budget_spans_reruns else set())
+    stopped_by = state.get("stopped_by") if state.get("stopped_by") in finished else "epochs"
     t_start = time.time() - state["seconds"]
-    first_epoch = config.epochs + 1 if stopped_by == "early_stopping" else state["epoch"] + 1
+    budget_from = t_start if budget_spans_reruns else time.time()
+    deadline = budget_from + 60 * config.max_minutes if config.max_minutes else None
+    first_epoch = config.epochs + 1 if stopped_by != "epochs" else state["epoch"] + 1
 
     for epoch in range(first_epoch, config.epochs + 1):
         _set_epoch(train_batches, epoch - 1, config.seed)

@@ -133,7 +133,7 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
         if done["status"] == "ok":
             if (done.get("speed_threads"), done.get("speed_seconds")) != (speed_threads, speed_seconds):
                 log(f"{head}: finished earlier; measuring its speed again ({speed_threads} threads)")
-                _measure(done, Path(done["bundle"]), config, speed_threads, speed_seconds)
+                _measure(done, run_dir / Path(done["bundle"]).name, config, speed_threads, speed_seconds)
                 _write_result(run_dir, done)
                 write_comparison(out, list(results.values()), meta)
             else:

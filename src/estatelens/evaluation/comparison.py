@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .report import CSS, save_figure
 
@@ -129,6 +130,8 @@ def plot_curves(runs: Sequence[dict], mode: str, path: Path, colours: dict[str, 
         ax.grid(alpha=0.3)
     if any(r["history"] for r in runs):
         axes[1].legend(fontsize=8, loc="lower right")
+        axes[0].legend(handles=[Line2D([], [], color="k", ls="-", label="train"),
+                                Line2D([], [], color="k", ls="--", label="validation")], fontsize=8)
     save_figure(fig, path)
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from .report import CSS, save_figure
 
@@ -147,6 +148,8 @@ def plot_accuracy_vs_speed(runs: Sequence[dict], split: str, path: Path) -> None
                         (r["photos_per_second"], 100 * r["test"]["accuracy"]),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
     ax.set_xlabel("photos/s through ONNX Runtime (network only, log scale)")
     ax.set_ylabel(f"{split} accuracy (%)")
     ax.grid(alpha=0.3, which="both")

@@ -57,6 +57,13 @@ def test_local_weights_file_is_loaded(tmp_path):
     assert model.num_classes == 4
 
 
+@pytest.mark.parametrize("size", [64, 96, 160, 224, 250])
+def test_roomnet_takes_any_input_size(size):
+    model = create_model("roomnet", 5).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, 5)
+
+
 def test_roomnet_is_under_one_megabyte():
     model = create_model("roomnet", 7)
     assert sum(p.numel() for p in model.parameters()) * 4 < 1_000_000

@@ -26,7 +26,9 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(ConvBlock(cin, cout, 3, stride), ConvBlock(cout, cout, 3))
         self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+            # ceil_mode: the same size as the strided convolution's output on odd sides too
+            # (7 -> 4), so any input size works, not only multiples of 64
+            nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity(),
             nn.Conv2d(cin, cout, 1, bias=False),
             nn.BatchNorm2d(cout),
         )

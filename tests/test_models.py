@@ -64,6 +64,28 @@ def test_roomnet_takes_any_input_size(size):
         assert model(torch.zeros(2, 3, size, size)).shape == (2, 5)
 
 
+@pytest.mark.parametrize("shape", [(4, 4), (5, 7), (6, 6), (13, 13), (3, 9)])
+def test_exportable_adaptive_pool_equals_pytorchs(shape):
+    from estatelens.models.registry import ExportableAdaptiveAvgPool2d
+
+    x = torch.randn(2, 3, *shape)
+    assert torch.allclose(ExportableAdaptiveAvgPool2d((6, 6))(x), torch.nn.functional.adaptive_avg_pool2d(x, (6, 6)),
+                          atol=1e-6)
+
+
+def test_alexnet_at_160_px_exports_to_onnx_with_the_same_outputs(tmp_path):
+    import numpy as np
+
+    from estatelens.bundle import export_onnx, onnx_session
+
+    model = create_model("alexnet", 3).eval()
+    x = torch.randn(2, 3, 160, 160)
+    path = export_onnx(model, 160, tmp_path / "alexnet.onnx", softmax=False)
+    out = onnx_session(path, 2).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.allclose(out, model(x).numpy(), atol=1e-4)
+
+
 def test_roomnet_is_under_one_megabyte():
     model = create_model("roomnet", 7)
     assert sum(p.numel() for p in model.parameters()) * 4 < 1_000_000

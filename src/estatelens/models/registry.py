@@ -112,6 +112,32 @@ class _LitePart(nn.Module):
             yield from m.parameters()
 
 
+class ExportableAdaptiveAvgPool2d(nn.Module):
+    """nn.AdaptiveAvgPool2d that also exports to ONNX when the output size does not divide the
+    input size (AlexNet's 6x6 pool on the 4x4 map of a 160 px photo): the same bins, averaged as
+    two matrix products. When the sizes divide, the built-in operator runs."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+
+    @staticmethod
+    def _bins(n: int, m: int) -> torch.Tensor:
+        """(m, n): row i averages input cells floor(i*n/m) .. ceil((i+1)*n/m) - 1, as PyTorch does."""
+        out = torch.zeros(m, n)
+        for i in range(m):
+            lo, hi = (i * n) // m, -(-((i + 1) * n) // m)
+            out[i, lo:hi] = 1.0 / (hi - lo)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (oh, ow), h, w = self.output_size, int(x.shape[-2]), int(x.shape[-1])
+        if h % oh == 0 and w % ow == 0:
+            return nn.functional.adaptive_avg_pool2d(x, self.output_size)
+        ph, pw = self._bins(h, oh).to(x.dtype), self._bins(w, ow).to(x.dtype)
+        return torch.matmul(torch.matmul(ph, x), pw.t())
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -202,6 +228,9 @@ def _torchvision(name: str, size: int = 224, **kwargs) -> ModelSpec:
 
     def build():
         net = torchvision.models.get_model(name, weights=None, **kwargs)
+        pool = getattr(net, "avgpool", None)
+        if isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size not in (1, (1, 1)):
+            net.avgpool = ExportableAdaptiveAvgPool2d(pool.output_size)  # AlexNet (6, 6), VGG (7, 7)
         return net, _embedding_width(name, net)
 
     def default_weights():

@@ -86,6 +86,20 @@ def test_alexnet_at_160_px_exports_to_onnx_with_the_same_outputs(tmp_path):
         assert np.allclose(out, model(x).numpy(), atol=1e-4)
 
 
+def test_inception_trains_below_its_auxiliary_heads_size():
+    from estatelens.training.engine import _loss
+
+    model = create_model("inception_v3", 3).train()
+    y = torch.tensor([0, 2])
+    logits, aux = model(torch.randn(2, 3, 160, 160))
+    assert logits.shape == (2, 3) and aux is None
+    loss, _ = _loss((logits, aux), y, 0.1)
+    loss.backward()
+    logits, aux = model(torch.randn(2, 3, 299, 299))
+    assert aux.shape == (2, 3)  # at its own size the auxiliary head still trains
+    assert set(model.state_dict()) == set(create_model("inception_v3", 3).state_dict())
+
+
 def test_roomnet_is_under_one_megabyte():
     model = create_model("roomnet", 7)
     assert sum(p.numel() for p in model.parameters()) * 4 < 1_000_000

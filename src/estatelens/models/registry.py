@@ -6,6 +6,7 @@ fine-tune any registered network the same way.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,19 @@ class ExportableAdaptiveAvgPool2d(nn.Module):
         return torch.matmul(torch.matmul(ph, x), pw.t())
 
 
+@functools.cache
+def _small_input_tolerant_aux() -> type:
+    """Inception v3's auxiliary head needs at least a 17x17 map (photos of about 299 px); below
+    that it is skipped (None, and no auxiliary loss), so Inception trains at any --image-size."""
+    from torchvision.models.inception import InceptionAux
+
+    class SmallInputTolerantAux(InceptionAux):
+        def forward(self, x: torch.Tensor):
+            return None if min(x.shape[-2:]) < 17 else super().forward(x)
+
+    return SmallInputTolerantAux
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -231,6 +245,8 @@ def _torchvision(name: str, size: int = 224, **kwargs) -> ModelSpec:
         pool = getattr(net, "avgpool", None)
         if isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size not in (1, (1, 1)):
             net.avgpool = ExportableAdaptiveAvgPool2d(pool.output_size)  # AlexNet (6, 6), VGG (7, 7)
+        if getattr(net, "AuxLogits", None) is not None:
+            net.AuxLogits.__class__ = _small_input_tolerant_aux()  # same parameters, same state dict keys
         return net, _embedding_width(name, net)
 
     def default_weights():

@@ -84,10 +84,11 @@ class _CachedBatches:
 # --- one epoch --------------------------------------------------------------------------------
 
 def _loss(out, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(out, tuple):  # (logits, aux logits)
+    if isinstance(out, tuple):  # (logits, aux logits); aux is None where the photo is too small for it
         logits, aux = out
-        loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing) + AUX_LOSS_WEIGHT * F.cross_entropy(
-            aux, y, weight=weight, label_smoothing=smoothing)
+        loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing)
+        if aux is not None:
+            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux, y, weight=weight, label_smoothing=smoothing)
         return loss, logits
     return F.cross_entropy(out, y, weight=weight, label_smoothing=smoothing), out
 

@@ -128,6 +128,8 @@ def plot_curves(runs: Sequence[dict], mode: str, path: Path, colours: dict[str, 
                             label=r["model"] if split == "train" else None)
         ax.set_xlabel("epoch")
         ax.set_title(f"{label} ({mode})")
+        if key == "loss":
+            ax.set_yscale("log")  # one diverging epoch (a loss of 40) would flatten every other curve
         ax.grid(alpha=0.3)
     if any(r["history"] for r in runs):
         axes[1].legend(fontsize=8, loc="lower right")

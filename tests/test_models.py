@@ -97,7 +97,27 @@ def test_inception_trains_below_its_auxiliary_heads_size():
     loss.backward()
     logits, aux = model(torch.randn(2, 3, 299, 299))
     assert aux.shape == (2, 3)  # at its own size the auxiliary head still trains
-    assert set(model.state_dict()) == set(create_model("inception_v3", 3).state_dict())
+    import pickle
+
+    import torchvision
+
+    stock = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    assert {k.removeprefix("backbone.net.") for k in model.state_dict() if k.startswith("backbone.net.")} == \
+        {k for k in stock.state_dict() if not k.startswith("fc.")}  # torchvision's files still load
+    pickle.dumps(model)
+
+
+def test_roomnet_outputs_are_unchanged_where_sizes_always_worked():
+    import copy
+
+    model = create_model("roomnet", 4).eval()
+    floor = copy.deepcopy(model)
+    for m in floor.modules():
+        if isinstance(m, torch.nn.AvgPool2d):
+            m.ceil_mode = False
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(model(x), floor(x))
 
 
 def test_roomnet_is_under_one_megabyte():

@@ -112,12 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--modes", default="features,finetune,scratch",
                    help="comma-separated training modes, run in this order (default: %(default)s)")
     c.add_argument("--out", required=True, help="output folder of the comparison")
-    c.add_argument("--epochs", type=int, help="maximum epochs of every run (default per mode: 30 / 12 / 40)")
+    c.add_argument("--epochs", type=int, help=(
+        "maximum epochs of every run (default per mode: features 30, finetune 12, scratch 40)"))
     c.add_argument("--max-minutes", type=float, default=10.0, help=(
-        "time budget of each run's training loop, in minutes (default %(default)s); runs that hit it are "
-        "marked TIME BUDGET in the table"))
+        "time budget of each run's training loop, in minutes, over all its attempts (default %(default)s; "
+        "0: none); runs that hit it are marked TIME BUDGET in the table"))
+    c.add_argument("--lr", type=float, help=(
+        "head learning rate of every run (default per mode: features 2e-3, finetune 1e-3, scratch 3e-3)"))
     c.add_argument("--image-size", type=int, help="input size of every model (default: each model's own)")
-    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
     c.add_argument("--seed", type=int, default=0, help="training seed, the same for every run")
     c.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH", help=(
         "local ImageNet weights file for MODEL's pretrained modes (repeatable); by default the "
@@ -314,7 +317,7 @@ def cmd_train(args) -> int:
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=2, help="photo decoding processes")
+    p.add_argument("--workers", type=int, default=2, help="photo decoding processes (default 2)")
     p.add_argument("--max-per-class", type=int, help="use at most N photos per class and split (a quick slice)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split where DATA gives none")
     p.add_argument("--merge-val", action="store_true", help=(
@@ -358,7 +361,7 @@ def cmd_compare(args) -> int:
         raise ValueError("--models and --modes each need at least one name")
     check_plan(models, modes, weights)
     collection = _load_data(args)
-    base = {"epochs": args.epochs, "max_minutes": args.max_minutes, "image_size": args.image_size,
+    base = {"epochs": args.epochs, "max_minutes": args.max_minutes, "lr": args.lr, "image_size": args.image_size,
             "batch_size": args.batch_size, "seed": args.seed, "workers": args.workers, "threads": args.threads,
             "cache_dir": args.cache_dir}
     command = "estatelens " + shlex.join(args.argv)

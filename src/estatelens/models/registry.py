@@ -6,14 +6,15 @@ fine-tune any registered network the same way.
 """
 from __future__ import annotations
 
-import functools
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
+from torchvision.models.inception import InceptionAux
 
 from ..data.transforms import (IMAGENET_MEAN, IMAGENET_STD, SYMMETRIC_MEAN, SYMMETRIC_STD,
                                Preprocessing)
@@ -132,24 +133,22 @@ class ExportableAdaptiveAvgPool2d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        (oh, ow), h, w = self.output_size, int(x.shape[-2]), int(x.shape[-1])
+        with warnings.catch_warnings():  # the exported graph is for one photo size; only the batch varies
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            (oh, ow), h, w = self.output_size, int(x.shape[-2]), int(x.shape[-1])
         if h % oh == 0 and w % ow == 0:
             return nn.functional.adaptive_avg_pool2d(x, self.output_size)
-        ph, pw = self._bins(h, oh).to(x.dtype), self._bins(w, ow).to(x.dtype)
+        ph, pw = self._bins(h, oh).to(x), self._bins(w, ow).to(x)
         return torch.matmul(torch.matmul(ph, x), pw.t())
 
 
-@functools.cache
-def _small_input_tolerant_aux() -> type:
-    """Inception v3's auxiliary head needs at least a 17x17 map (photos of about 299 px); below
-    that it is skipped (None, and no auxiliary loss), so Inception trains at any --image-size."""
-    from torchvision.models.inception import InceptionAux
+class SmallInputTolerantAux(InceptionAux):
+    """Inception v3's auxiliary head, skipped (None, and no auxiliary loss) on maps under 17x17
+    (photos under about 299 px), so Inception trains at any --image-size; same parameters and
+    state dict keys as torchvision's."""
 
-    class SmallInputTolerantAux(InceptionAux):
-        def forward(self, x: torch.Tensor):
-            return None if min(x.shape[-2:]) < 17 else super().forward(x)
-
-    return SmallInputTolerantAux
+    def forward(self, x: torch.Tensor):
+        return None if min(x.shape[-2:]) < 17 else super().forward(x)
 
 
 @dataclass(frozen=True)
@@ -246,7 +245,7 @@ def _torchvision(name: str, size: int = 224, **kwargs) -> ModelSpec:
         if isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size not in (1, (1, 1)):
             net.avgpool = ExportableAdaptiveAvgPool2d(pool.output_size)  # AlexNet (6, 6), VGG (7, 7)
         if getattr(net, "AuxLogits", None) is not None:
-            net.AuxLogits.__class__ = _small_input_tolerant_aux()  # same parameters, same state dict keys
+            net.AuxLogits.__class__ = SmallInputTolerantAux  # same parameters, same state dict keys
         return net, _embedding_width(name, net)
 
     def default_weights():

@@ -149,7 +149,7 @@ class ModelBundle:
 
     def update_info(self, **fields) -> None:
         self.info.update(fields)
-        _write_json(self.path / "bundle.json", self._manifest())
+        write_json(self.path / "bundle.json", self._manifest())
 
     def _manifest(self) -> dict:
         return {"format": BUNDLE_FORMAT, "classes": self.classes,
@@ -167,7 +167,7 @@ def save_bundle(path: str | os.PathLike, model, classes: Sequence[str],
         torch.save(model.state_dict(), tmp / "weights.pt")
     bundle = ModelBundle(path, list(classes), preprocessing,
                          {"estatelens_version": __version__, "temperature": temperature, **info})
-    _write_json(tmp / "bundle.json", bundle._manifest())
+    write_json(tmp / "bundle.json", bundle._manifest())
     commit_folder(tmp, path)
     return bundle
 
@@ -229,7 +229,8 @@ def _find_named_bundle(name: str) -> Path:
                             f"(looked in {', '.join(str(c.parent) for c in candidates)})")
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: an interrupted write leaves the previous file, never half of one."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .bundle import write_json
 from .data.dataset import PhotoCollection, Sample
 from .evaluation.comparison import write_comparison
 from .evaluation.evaluate import evaluate_bundle
@@ -177,9 +178,8 @@ def _start(run_dir: Path, key: dict) -> None:
     except (OSError, ValueError):
         same = False
     if not same:
-        for name in ("checkpoint.pt", "best.pt"):
-            (run_dir / name).unlink(missing_ok=True)
-        key_file.write_text(json.dumps(key, indent=2, default=str), encoding="utf-8")
+        _drop_checkpoints(run_dir)
+        write_json(key_file, key)
 
 
 def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_split: str,
@@ -207,10 +207,13 @@ def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_s
     _measure(result, bundle.path, config, speed_threads, speed_seconds)
     log(f"{config.model} {config.mode}: {test_split} accuracy {test['accuracy']:.4f}, "
         f"{result['photos_per_second']:.0f} photos/s (network, {speed_threads} threads)")
-    # The bundle holds the weights; the checkpoints only served resuming this run.
+    _drop_checkpoints(run_dir)  # the bundle holds the weights; the checkpoints only served resuming
+    return result
+
+
+def _drop_checkpoints(run_dir: Path) -> None:
     for name in ("checkpoint.pt", "best.pt"):
         (run_dir / name).unlink(missing_ok=True)
-    return result
 
 
 def _measure(result: dict, bundle_path: Path, config: TrainConfig, speed_threads: int, speed_seconds: float) -> None:
@@ -249,9 +252,7 @@ def _read_result(run_dir: Path) -> dict | None:
 
 def _write_result(run_dir: Path, result: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
-    tmp.replace(run_dir / RESULT)
+    write_json(run_dir / RESULT, result)
 
 
 def _tee(log: Callable[[str], None], path: Path) -> Callable[[str], None]:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .bundle import ModelBundle, _write_json, commit_folder, load_bundle, staging_folder
+from .bundle import ModelBundle, commit_folder, load_bundle, staging_folder, write_json
 from .data.images import PhotoError, read_photo
 from .data.preprocess import decode_side, eval_array
 
@@ -76,7 +76,7 @@ def quantize_bundle(bundle: ModelBundle | str | os.PathLike, out: str | os.PathL
                             "ops": list(QUANTISED_OPS), "calibration_photos": len(arrays),
                             "source_model": str(src.path), "weights_pt": weights}
     bundle = ModelBundle(out, src.classes, pre, info)
-    _write_json(tmp / "bundle.json", bundle._manifest())
+    write_json(tmp / "bundle.json", bundle._manifest())
     commit_folder(tmp, out)
     return bundle
 

@@ -118,3 +118,41 @@ def stripes_oracle(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("oracle") / "stripes"
     return save_bundle(path, Stripes(), ["horizontal", "vertical"], Preprocessing(64, IMAGENET_MEAN, IMAGENET_STD),
                        {"model": "stripes-oracle"}, include_weights=False).path
+
+
+def make_listing_folders(root: Path, listings: int = 3, per_listing: int = 4, size: int = 320) -> Path:
+    """root/<listing>/<n>.jpg: stripes photos in listing folders (L1, L2, ...), and root/facts.csv
+    with a price and an area per listing."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["listing_id,price,area,city"]
+    for i in range(1, listings + 1):
+        d = root / f"L{i}"
+        d.mkdir(exist_ok=True)
+        for k in range(per_listing):
+            stripes(("horizontal", "vertical")[k % 2], size, seed=100 * i + k).save(d / f"{k}.jpg", quality=90)
+        rows.append(f"L{i},{i * 150000},{40 + 10 * i},{'Stockholm' if i % 2 else 'Uppsala'}")
+    (root / "facts.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def listing_index(tmp_path_factory) -> tuple[Path, Path]:
+    """(SQLite index, photo folder): make_listing_folders indexed with the bundled model. Built
+    once; copy the file (index_copy) before writing to it."""
+    from estatelens.cli import main
+
+    root = tmp_path_factory.mktemp("index")
+    photos = make_listing_folders(root / "photos")
+    db = root / "listings.db"
+    assert main(["index", str(photos), "--facts", str(photos / "facts.csv"), "--db", str(db), "--quiet"]) == 0
+    return db, photos
+
+
+@pytest.fixture
+def index_copy(listing_index, tmp_path) -> Path:
+    """A private copy of listing_index's database, free to write to."""
+    import shutil
+
+    dest = tmp_path / "listings.db"
+    shutil.copy2(listing_index[0], dest)
+    return dest

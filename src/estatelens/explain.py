@@ -155,29 +155,36 @@ def _jet_lut() -> np.ndarray:
     return (colormaps["jet"](np.arange(256))[:, :3] * 255).round().astype(np.uint8)
 
 
-def write_overlays(explanation: Explanation, out_dir: str | os.PathLike, crop_fraction: float = 1.0,
-                   stem: str | None = None) -> list[Path]:
-    """One JPEG per heatmap, the size of the photo as a viewer shows it (after EXIF rotation):
-    OUT/<stem>.<room type or attribute>.jpg, stem defaulting to the photo's name without extension.
-    The part of the photo outside the network's centre square is dimmed. Composed in 8-bit images
-    with Pillow, so that a 24-megapixel photo needs tens of megabytes, not gigabytes."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    photo, _ = read_photo(explanation.path)
+def render_overlay(path: str | os.PathLike, heatmap: Heatmap, crop_fraction: float = 1.0,
+                   photo: Image.Image | None = None) -> Image.Image:
+    """The photo as a viewer shows it (after EXIF rotation) with `heatmap` over the network's
+    centre square and the rest dimmed. Composed in 8-bit images with Pillow, so that a
+    24-megapixel photo needs tens of megabytes, not gigabytes."""
+    if photo is None:
+        photo, _ = read_photo(path)
     w, h = photo.size
     side = round(min(w, h) * crop_fraction)
     box = ((w - side) // 2, (h - side) // 2)
-    dimmed = photo.point(lambda v: int(v * OUTSIDE_DIM))
-    lut = _jet_lut()
+    heat = Image.fromarray((heatmap.cam * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
+    colour = Image.fromarray(_jet_lut()[np.asarray(heat)])
+    alpha = heat.point(lambda v: int(v * OVERLAY_ALPHA))
+    inside = Image.composite(colour, photo.crop((*box, box[0] + side, box[1] + side)), alpha)
+    canvas = photo.point(lambda v: int(v * OUTSIDE_DIM))
+    canvas.paste(inside, box)
+    return canvas
+
+
+def write_overlays(explanation: Explanation, out_dir: str | os.PathLike, crop_fraction: float = 1.0,
+                   stem: str | None = None) -> list[Path]:
+    """One JPEG per heatmap (see `render_overlay`): OUT/<stem>.<room type or attribute>.jpg, stem
+    defaulting to the photo's name without extension."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    photo, _ = read_photo(explanation.path)
     stem = stem or Path(explanation.path).stem
     written = []
     for hm in explanation.heatmaps:
-        heat = Image.fromarray((hm.cam * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
-        colour = Image.fromarray(lut[np.asarray(heat)])
-        alpha = heat.point(lambda v: int(v * OVERLAY_ALPHA))
-        inside = Image.composite(colour, photo.crop((*box, box[0] + side, box[1] + side)), alpha)
-        canvas = dimmed.copy()
-        canvas.paste(inside, box)
+        canvas = render_overlay(explanation.path, hm, crop_fraction, photo)
         dest = out_dir / f"{stem}.{hm.label if hm.target == 'room_type' else hm.target}.jpg"
         tmp = dest.with_name(dest.name + ".tmp")
         canvas.save(tmp, format="JPEG", quality=90)

@@ -46,6 +46,7 @@ class TagRow:
     width: int | None = None
     height: int | None = None
     attributes: dict[str, float] | None = None  # attribute -> probability
+    scores: dict[str, float] | None = None  # every room type -> probability (the index keeps them all)
 
     @property
     def path(self) -> str:
@@ -134,4 +135,5 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
         top = [(classes[k], round(float(p[k]), 4)) for k in order]
         room, prob = top[0]
         sure = float(p[order[0]]) >= min_confidence
-        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes)
+        scores = {c: float(v) for c, v in zip(classes, p)}
+        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores)

@@ -1,0 +1,316 @@
+"""`estatelens index`: tag photos into the index, resumably, with the listing each belongs to.
+
+A photo's listing comes from a listings CSV (`path,listing_id` plus any listing columns such as
+price or area; `house_id` is read as the listing id too) or, without one, from the folder layout:
+`PATH/<listing>/photo.jpg`. A second CSV (`--facts`) can add listing columns keyed by listing id.
+
+The index is its own journal: every batch is committed as it is tagged, and a photo already in the
+index, tagged by the same model from a file of the same size and modification time, is not tagged
+again. An interrupted run therefore resumes by running the same command, and re-indexing a folder
+after adding photos tags only the new ones. Re-indexing with another model re-tags every photo and
+keeps the human corrections (they live in their own table; see db.py).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from sqlalchemy import delete, func, insert, select, update
+from tqdm import tqdm
+
+from ..attributes import graph_fingerprint
+from ..bundle import ModelBundle
+from ..data.dataset import GROUP_COLUMNS
+from ..data.images import is_image_name
+from ..tagging.core import TagRow, display_path, iter_input_paths, path_key, tag_photos
+from . import db
+
+LISTING_ID_COLUMNS = tuple(c for c in GROUP_COLUMNS if c != "group") + ("listing",)
+WRITE_EVERY = 64  # photos per transaction
+
+
+@dataclass
+class Listings:
+    """Photo -> listing, and listing -> columns, read from CSV files."""
+
+    photo_listing: dict[str, str] = field(default_factory=dict)  # path_key -> listing id
+    facts: dict[str, dict[str, str]] = field(default_factory=dict)  # listing id -> column -> value
+    paths: list[str] = field(default_factory=list)  # the CSV's photos, in its order
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_listings(csv_path: str | os.PathLike | None, facts_path: str | os.PathLike | None = None) -> Listings:
+    """Read `path,listing_id[,columns...]` (paths relative to the CSV's folder) and optionally a
+    facts CSV `listing_id,columns...`. A column whose value differs between photos of the same
+    listing (a per-photo label such as `room`) is not a listing column: it is left out, with a warning."""
+    out = Listings()
+    if csv_path is not None:
+        rows, id_col, cols = _read_csv(csv_path, need_path=True)
+        base = Path(csv_path).parent
+        varying: set[str] = set()
+        for i, row in rows:
+            listing = row[id_col]
+            if not listing:
+                raise ValueError(f"{csv_path} row {i}: empty {id_col}")
+            full = Path(row["path"]) if Path(row["path"]).is_absolute() else base / row["path"]
+            out.paths.append(str(full))
+            out.photo_listing[path_key(str(full))] = listing
+            known = out.facts.setdefault(listing, {})
+            for c in cols:
+                if c in known and known[c] != row[c]:
+                    varying.add(c)
+                known.setdefault(c, row[c])
+        for c in sorted(varying):
+            out.warnings.append(f"{csv_path}: column {c!r} differs between photos of one listing, so it is not "
+                                f"a listing column; left out")
+            for f in out.facts.values():
+                f.pop(c, None)
+    if facts_path is not None:
+        rows, id_col, cols = _read_csv(facts_path, need_path=False)
+        for i, row in rows:
+            if not row[id_col]:
+                raise ValueError(f"{facts_path} row {i}: empty {id_col}")
+            out.facts.setdefault(row[id_col], {}).update({c: row[c] for c in cols})
+    return out
+
+
+def _read_csv(path, need_path: bool) -> tuple[list[tuple[int, dict]], str, list[str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such CSV file")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        names = [(n or "").strip() for n in reader.fieldnames or []]
+        lower = [n.lower() for n in names]
+        id_col = next((c for c in LISTING_ID_COLUMNS if c in lower), None)
+        if id_col is None or (need_path and "path" not in lower):
+            want = "path,listing_id[,columns...]" if need_path else "listing_id,columns..."
+            raise ValueError(f"{path}: needs columns {want} (house_id is read as listing_id); found {names}")
+        cols = [n for n in lower if n and n not in ("path", id_col)]
+        for c in cols:
+            _check_column_name(c, path)
+        rows = []
+        for i, raw in enumerate(reader, start=2):
+            row = {lower[k]: (v or "").strip() for k, v in enumerate(raw.get(n) for n in reader.fieldnames)}
+            if need_path and not row.get("path"):
+                raise ValueError(f"{path} row {i}: empty path")
+            rows.append((i, row))
+    return rows, id_col, cols
+
+
+def _check_column_name(name: str, where) -> None:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"{where}: listing column {name!r}: use letters, digits and _ so that it can be "
+                         f"searched (price<500000)")
+
+
+def as_number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        v = float(text.replace(",", "").replace(" ", "").replace("\u00a0", ""))
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class IndexSummary:
+    n_found: int = 0
+    n_tagged: int = 0
+    n_unchanged: int = 0
+    n_unusable: int = 0
+    n_not_images: int = 0
+    n_listings: int = 0
+    seconds: float = 0.0
+    unusable_examples: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+def model_identity(bundle: ModelBundle) -> tuple[str, str]:
+    """(name, version): the bundle folder's name and a fingerprint of its graph and attribute heads."""
+    import hashlib
+
+    h = hashlib.sha1(graph_fingerprint(bundle.onnx_path).encode())
+    for head in bundle.attributes:
+        h.update(f"{head.name}:{head.threshold}:{head.bias}:{head.weight.tobytes().hex()[:64]}".encode())
+    return bundle.path.name.removesuffix(".estatelens"), h.hexdigest()[:16]
+
+
+def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings: Listings | None = None,
+                 retag: bool = False, batch_size: int = 16, workers: int = 2, progress: bool = True,
+                 origin: str = "index", log=print) -> IndexSummary:
+    """Tag every photo under `inputs` (and every photo of the listings CSV) into the index."""
+    listings = listings or Listings()
+    summary = IndexSummary(warnings=list(listings.warnings))
+    t0 = time.time()
+    model, version = model_identity(bundle)
+    with engine.begin() as conn:
+        _write_listings(conn, listings.facts)
+        db.set_meta(conn, "classes", ",".join(bundle.classes))
+        db.set_meta(conn, "model", model)
+        db.set_meta(conn, "model_version", version)
+        db.set_meta(conn, "attributes", ",".join(h.name for h in bundle.attributes))
+
+    inputs = list(inputs)
+    found = []
+    for p, listing in _photos_with_listing(inputs, listings):
+        if is_image_name(p) or not os.path.exists(p):  # a missing photo is a row that says so
+            found.append((p, listing))
+        else:
+            summary.n_not_images += 1  # the CSV beside the photos, a README, ...
+    summary.n_found = len(found)
+    if not found:
+        raise FileNotFoundError(f"no photos found in {', '.join(map(str, inputs)) or 'the listings CSV'}")
+    with engine.connect() as conn:
+        known = {k: (pid, size, mtime, ver, lst) for pid, k, size, mtime, ver, lst in conn.execute(
+            select(db.photos.c.id, db.photos.c.path_key, db.photos.c.file_size, db.photos.c.file_mtime,
+                   db.photos.c.model_version, db.photos.c.listing_id))}
+    todo, relink = [], []
+    for path, listing in found:
+        key = path_key(path)
+        stat = _stat(path)
+        k = known.get(key)
+        if not retag and k is not None and k[3] == version and stat is not None and (k[1], k[2]) == stat:
+            summary.n_unchanged += 1
+            if listing is not None and listing != k[4]:
+                relink.append((k[0], listing))
+            continue
+        todo.append((path, listing, stat))
+    if relink:
+        with engine.begin() as conn:
+            _ensure_listings(conn, {lst for _, lst in relink})
+            for pid, lst in relink:
+                conn.execute(update(db.photos).where(db.photos.c.id == pid).values(listing_id=lst))
+    if summary.n_unchanged:
+        log(f"{summary.n_unchanged} of {summary.n_found} photos are already in the index from this model "
+            f"(unchanged files): not tagged again")
+
+    info = {path_key(p): (lst, st) for p, lst, st in todo}
+    thresholds = {h.name: h.threshold for h in bundle.attributes}
+    rows = tag_photos(bundle, (p for p, _, _ in todo), batch_size=batch_size, workers=workers)
+    pending: list[TagRow] = []
+    with tqdm(total=len(todo), desc="indexing", unit="photo", disable=not progress, smoothing=0.1) as bar:
+        for row in rows:
+            pending.append(row)
+            bar.update(1)
+            if not row.ok:
+                summary.n_unusable += 1
+                if len(summary.unusable_examples) < 10:
+                    summary.unusable_examples.append((row.path, row.status))
+            if len(pending) >= WRITE_EVERY:
+                write_rows(engine, pending, info, model, version, thresholds, origin)
+                pending = []
+        write_rows(engine, pending, info, model, version, thresholds, origin)
+    summary.n_tagged = len(todo) - summary.n_unusable
+    with engine.connect() as conn:
+        summary.n_listings = conn.execute(select(func.count()).select_from(db.listings)).scalar()
+    summary.seconds = time.time() - t0
+    return summary
+
+
+def _photos_with_listing(inputs: list[str], listings: Listings) -> Iterator[tuple[str, str | None]]:
+    """(path, listing id or None) for the CSV's photos, then for every file under `inputs` (each once)."""
+    seen: set[str] = set()
+    for p in listings.paths:
+        key = path_key(p)
+        if key not in seen:
+            seen.add(key)
+            yield p, listings.photo_listing.get(key)
+    for item in inputs:
+        root = Path(item)
+        for p in iter_input_paths([item]):
+            key = path_key(p)
+            if key in seen:
+                continue
+            seen.add(key)
+            listing = listings.photo_listing.get(key)
+            if listing is None and root.is_dir():
+                rel = Path(p).relative_to(root).parts
+                listing = display_path(rel[0]) if len(rel) > 1 else None  # PATH/<listing>/photo.jpg
+            yield p, listing
+
+
+def _stat(path: str) -> tuple[int, float] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime
+
+
+def _ensure_listings(conn, ids: set[str]) -> None:
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return
+    have = set()
+    id_list = sorted(ids)
+    for start in range(0, len(id_list), 500):
+        have.update(conn.execute(select(db.listings.c.id).where(db.listings.c.id.in_(id_list[start:start + 500]))).scalars())
+    new = [{"id": i} for i in id_list if i not in have]
+    if new:
+        conn.execute(insert(db.listings), new)
+
+
+def _write_listings(conn, facts: dict[str, dict[str, str]]) -> None:
+    if not facts:
+        return
+    _ensure_listings(conn, set(facts))
+    ids = sorted(facts)
+    for start in range(0, len(ids), 500):
+        conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(ids[start:start + 500])))
+    values = [{"listing_id": lid, "name": name, "num": as_number(text), "text": text}
+              for lid in ids for name, text in facts[lid].items() if text != ""]
+    if values:
+        conn.execute(insert(db.listing_facts), values)
+
+
+def write_rows(engine, rows: list[TagRow], info: dict, model: str, version: str,
+               thresholds: dict[str, float | None], origin: str = "index") -> list[int]:
+    """Store tagged rows in one transaction (insert or update by path), then re-apply corrections.
+    Returns the photos' ids in the order of `rows`."""
+    if not rows:
+        return []
+    stamp = db.now()
+    ids = []
+    with engine.begin() as conn:
+        keys = [path_key(r.file) for r in rows]
+        existing = dict(conn.execute(select(db.photos.c.path_key, db.photos.c.id).where(db.photos.c.path_key.in_(keys))).all())
+        _ensure_listings(conn, {info.get(k, (None, None))[0] for k in keys})
+        for row, key in zip(rows, keys):
+            listing, stat = info.get(key, (None, None))
+            values = {"listing_id": listing, "status": row.status,
+                      "room_type_predicted": row.room_type if row.ok else None,
+                      "room_probability": row.probability, "room_type": row.room_type if row.ok else None,
+                      "room_corrected": False, "width": row.width, "height": row.height,
+                      "file_size": stat[0] if stat else None, "file_mtime": stat[1] if stat else None,
+                      "model": model, "model_version": version, "tagged_at": stamp, "origin": origin}
+            if key in existing:
+                pid = existing[key]
+                if listing is None:
+                    values.pop("listing_id")  # keep a listing given by an earlier run or upload
+                conn.execute(update(db.photos).where(db.photos.c.id == pid).values(**values))
+            else:
+                pid = conn.execute(insert(db.photos).values(path_key=key, **values)).inserted_primary_key[0]
+            ids.append(pid)
+        db.delete_photo_predictions(conn, ids)
+        scores, attrs = [], []
+        for row, pid in zip(rows, ids):
+            if not row.ok:
+                continue
+            scores += [{"photo_id": pid, "room": c, "probability": p} for c, p in (row.scores or {}).items()]
+            for name, p in (row.attributes or {}).items():
+                threshold = thresholds.get(name)
+                attrs.append({"photo_id": pid, "name": name, "probability": p, "value": p,
+                              "threshold": db.DEFAULT_THRESHOLD if threshold is None else threshold})
+        if scores:
+            conn.execute(insert(db.room_scores), scores)
+        if attrs:
+            conn.execute(insert(db.attributes), attrs)
+        db.apply_corrections(conn, ids)
+    return ids

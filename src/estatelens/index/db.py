@@ -1,0 +1,178 @@
+"""The photo index's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Predictions and human corrections are kept apart: `photos.room_type_predicted`, `room_scores` and
+`attributes.probability` are what the model said and are rewritten by every re-index;
+`corrections` is what a person said and is never touched by indexing. The effective values that
+search reads (`photos.room_type`, `photos.room_corrected`, `attributes.value`) are derived from
+both by `apply_corrections`, after every index batch and every correction, so that a query needs no
+join to the corrections.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+                        Table, Text, create_engine, delete, event, inspect, select, update)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+SCHEMA_VERSION = 1
+ROOM_TYPE = "room_type"  # the correction target for the room type; any other target is an attribute
+DEFAULT_THRESHOLD = 0.5  # "yes" for an attribute head that ships no operating threshold
+
+metadata = MetaData()
+
+meta = Table("meta", metadata,
+             Column("key", String(64), primary_key=True),
+             Column("value", Text, nullable=False))
+
+listings = Table("listings", metadata,
+                 Column("id", String(200), primary_key=True))
+
+listing_facts = Table("listing_facts", metadata,
+                      Column("listing_id", String(200), ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True),
+                      Column("name", String(100), primary_key=True),
+                      Column("num", Float),  # the value as a number where it reads as one
+                      Column("text", Text),  # the value as written
+                      Index("ix_listing_facts_name_num", "name", "num"))
+
+photos = Table("photos", metadata,
+               Column("id", Integer, primary_key=True, autoincrement=True),
+               Column("path_key", Text, nullable=False, unique=True),  # absolute path: identifies the photo
+               Column("listing_id", String(200), ForeignKey("listings.id", ondelete="SET NULL"), index=True),
+               Column("origin", String(16), nullable=False, default="index"),  # "index" or "upload"
+               Column("status", Text, nullable=False),  # "ok" or why the file could not be tagged
+               Column("room_type_predicted", String(100)),
+               Column("room_probability", Float),  # the model's probability of room_type_predicted
+               Column("room_type", String(100), index=True),  # effective: the correction, else the prediction
+               Column("room_corrected", Boolean, nullable=False, default=False),
+               Column("width", Integer),
+               Column("height", Integer),
+               Column("file_size", Integer),
+               Column("file_mtime", Float),
+               Column("model", String(200)),
+               Column("model_version", String(64)),
+               Column("tagged_at", DateTime(timezone=True)))
+
+room_scores = Table("room_scores", metadata,
+                    Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+                    Column("room", String(100), primary_key=True),
+                    Column("probability", Float, nullable=False),
+                    Index("ix_room_scores_room_probability", "room", "probability"))
+
+attributes = Table("attributes", metadata,
+                   Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+                   Column("name", String(100), primary_key=True),
+                   Column("probability", Float, nullable=False),  # the model's
+                   Column("threshold", Float, nullable=False),  # the head's operating threshold (or 0.5)
+                   Column("value", Float, nullable=False),  # effective: 1 / 0 when corrected, else probability
+                   Index("ix_attributes_name_value", "name", "value"))
+
+corrections = Table("corrections", metadata,
+                    Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
+                    Column("target", String(100), primary_key=True),  # "room_type" or an attribute name
+                    Column("value", String(100), nullable=False),  # a room type, or "yes" / "no"
+                    Column("corrected_at", DateTime(timezone=True), nullable=False))
+
+
+def database_url(db: str | os.PathLike) -> str:
+    """`listings.db` (a file: SQLite) or a URL (`postgresql://user:pw@host/name`, `sqlite:///x.db`).
+    A plain postgresql:// URL is driven by psycopg 3."""
+    text = str(db)
+    if "://" not in text:
+        return f"sqlite:///{Path(text).expanduser().resolve()}"
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    return text
+
+
+def connect(db: str | os.PathLike, create: bool = True) -> Engine:
+    """An engine on the index, with the tables created when missing (`create`), or an error naming
+    the database when it holds no estatelens index."""
+    url = database_url(db)
+    if url.startswith("sqlite:///") and not create:
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such index (build one with `estatelens index PHOTOS --db {db}`)")
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except ImportError as e:
+            raise ImportError(f"{_safe_url(url)}: the database driver is missing ({e}); "
+                              f"pip install 'psycopg[binary]' for PostgreSQL") from None
+    try:
+        if create:
+            metadata.create_all(engine)
+            with engine.begin() as conn:
+                if conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar() is None:
+                    conn.execute(meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+        elif not inspect(engine).has_table("photos"):
+            raise FileNotFoundError(f"{_safe_url(url)}: holds no estatelens index "
+                                    f"(build one with `estatelens index PHOTOS --db ...`)")
+    except OperationalError as e:
+        raise ValueError(f"{_safe_url(url)}: cannot open the database: {str(e.orig).strip()}") from None
+    return engine
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as written
+        return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")  # the web app reads while an index run writes
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def get_meta(conn, key: str, default: str | None = None) -> str | None:
+    value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+    return default if value is None else value
+
+
+def set_meta(conn, key: str, value: str) -> None:
+    if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(meta.insert().values(key=key, value=value))
+
+
+def apply_corrections(conn, photo_ids: list[int]) -> None:
+    """Recompute the effective room type and attribute values of these photos from their
+    predictions and corrections."""
+    if not photo_ids:
+        return
+    for start in range(0, len(photo_ids), 500):  # keep IN lists short
+        ids = photo_ids[start:start + 500]
+        conn.execute(update(photos).where(photos.c.id.in_(ids))
+                     .values(room_type=photos.c.room_type_predicted, room_corrected=False))
+        conn.execute(update(attributes).where(attributes.c.photo_id.in_(ids)).values(value=attributes.c.probability))
+        rows = conn.execute(select(corrections.c.photo_id, corrections.c.target, corrections.c.value)
+                            .where(corrections.c.photo_id.in_(ids))).all()
+        for photo_id, target, value in rows:
+            if target == ROOM_TYPE:
+                conn.execute(update(photos).where(photos.c.id == photo_id).values(room_type=value, room_corrected=True))
+            else:
+                conn.execute(update(attributes).where(attributes.c.photo_id == photo_id, attributes.c.name == target)
+                             .values(value=1.0 if value == "yes" else 0.0))
+
+
+def delete_photo_predictions(conn, photo_ids: list[int]) -> None:
+    for start in range(0, len(photo_ids), 500):
+        ids = photo_ids[start:start + 500]
+        conn.execute(delete(room_scores).where(room_scores.c.photo_id.in_(ids)))
+        conn.execute(delete(attributes).where(attributes.c.photo_id.in_(ids)))

@@ -1,0 +1,102 @@
+"""Human corrections of the index's tags, and their export as training data.
+
+A correction says what a photo's room type is, or whether an attribute is there ("yes" / "no"). It
+is stored in its own table, keyed by photo and target, so re-indexing with a newer model never
+loses it, and it wins over the model's prediction everywhere: in search, in the page, in exports.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+
+from ..attributes import NO, YES
+from . import db
+
+EXPORT_TARGETS = ("all", db.ROOM_TYPE)
+
+
+class NotFound(LookupError):
+    """No such photo or listing."""
+
+
+def correct(engine, photo_id: int, target: str, value: str) -> None:
+    """Set a correction: target "room_type" with a room type of the index, or an attribute of the
+    photo with "yes" or "no". Raises NotFound for an unknown photo, ValueError for a bad target or value."""
+    value = (value or "").strip().lower()
+    with engine.begin() as conn:
+        photo = conn.execute(select(db.photos.c.id, db.photos.c.status).where(db.photos.c.id == photo_id)).first()
+        if photo is None:
+            raise NotFound(f"no photo {photo_id} in the index")
+        if photo.status != "ok":
+            raise ValueError(f"photo {photo_id} could not be tagged ({photo.status}); there is nothing to correct")
+        if target == db.ROOM_TYPE:
+            rooms = [r for r in (db.get_meta(conn, "classes") or "").split(",") if r]
+            if value not in rooms:
+                raise ValueError(f"{value!r} is not a room type of this index ({', '.join(rooms)})")
+        else:
+            has = conn.execute(select(db.attributes.c.name).where(db.attributes.c.photo_id == photo_id,
+                                                                  db.attributes.c.name == target)).first()
+            if has is None:
+                raise ValueError(f"{target!r} is neither room_type nor an attribute of photo {photo_id}")
+            if value not in (YES, NO):
+                raise ValueError(f"an attribute is corrected with 'yes' or 'no', not {value!r}")
+        values = {"value": value, "corrected_at": db.now()}
+        if conn.execute(update(db.corrections).where(db.corrections.c.photo_id == photo_id,
+                                                     db.corrections.c.target == target).values(**values)).rowcount == 0:
+            conn.execute(db.corrections.insert().values(photo_id=photo_id, target=target, **values))
+        db.apply_corrections(conn, [photo_id])
+
+
+def uncorrect(engine, photo_id: int, target: str) -> bool:
+    """Remove a correction (the model's prediction holds again). False when there was none."""
+    with engine.begin() as conn:
+        if conn.execute(select(db.photos.c.id).where(db.photos.c.id == photo_id)).first() is None:
+            raise NotFound(f"no photo {photo_id} in the index")
+        n = conn.execute(delete(db.corrections).where(db.corrections.c.photo_id == photo_id,
+                                                      db.corrections.c.target == target)).rowcount
+        db.apply_corrections(conn, [photo_id])
+    return n > 0
+
+
+def export_labels(engine, out: str | os.PathLike, target: str = "all") -> dict:
+    """Write the corrections as a CSV the trainers read: `path,label,<attribute>...,group`.
+
+    `estatelens train labels.csv` learns room types from `label`; `estatelens train-attribute
+    fireplace labels.csv` learns from the `fireplace` column; rows with an empty cell for the target
+    are left out by the trainer. With target "room_type", only photos with a room-type correction
+    are written. Paths are absolute; group is the listing, so that a listing never straddles two
+    splits. Returns counts."""
+    if target not in EXPORT_TARGETS:
+        with engine.connect() as conn:
+            attrs = set(conn.execute(select(db.attributes.c.name).distinct()).scalars())
+        if target not in attrs:
+            raise ValueError(f"--target {target!r}: use all, room_type or an attribute of the index "
+                             f"({', '.join(sorted(attrs)) or 'none'})")
+    with engine.connect() as conn:
+        rows = conn.execute(select(db.corrections.c.photo_id, db.corrections.c.target, db.corrections.c.value,
+                                   db.photos.c.path_key, db.photos.c.listing_id)
+                            .join(db.photos, db.photos.c.id == db.corrections.c.photo_id)
+                            .order_by(db.photos.c.path_key)).all()
+    by_photo: dict[int, dict] = {}
+    for r in rows:
+        if target not in ("all", r.target):
+            continue
+        rec = by_photo.setdefault(r.photo_id, {"path": r.path_key, "group": r.listing_id or ""})
+        rec["label" if r.target == db.ROOM_TYPE else r.target] = r.value
+    attr_cols = sorted({k for rec in by_photo.values() for k in rec} - {"path", "group", "label"})
+    cols = ["path", "label", *attr_cols, "group"]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for rec in by_photo.values():
+            w.writerow({c: rec.get(c, "") for c in cols})
+    tmp.replace(out)
+    counts = {"photos": len(by_photo), "room_type": sum(1 for r in by_photo.values() if "label" in r)}
+    counts.update({a: sum(1 for r in by_photo.values() if a in r) for a in attr_cols})
+    return counts

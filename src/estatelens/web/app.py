@@ -1,0 +1,300 @@
+"""`estatelens serve`: the JSON API over the photo index, and the page that uses it.
+
+Every endpoint takes ids, never paths: a photo's file is found through the index, so nothing a
+request says reaches the file system except through a lookup by number. Uploads are written under
+the upload folder with a name made here (a random hex and the extension of the format Pillow
+found), whatever the client called the file. Writes (upload, corrections) need the token given at
+start-up, as `Authorization: Bearer TOKEN` (or `X-Estatelens-Token: TOKEN`): 401 without one, 403
+with a wrong one.
+"""
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from .. import __version__
+from ..bundle import estatelens_home, load_bundle
+from ..data.images import PhotoError, read_photo
+from ..index import build, db, review
+from ..index.search import MAX_PER_PAGE, QueryError, Vocabulary, listing_record, photo_records
+from ..index.search import search as run_search
+from ..tagging.core import display_path, tag_photos
+
+STATIC = Path(__file__).parent / "static"
+THUMB_SIDE = 360
+IMAGE_SIDE = 1600
+UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+CACHE_ITEMS = 2000
+
+
+class Correction(BaseModel):
+    value: str
+
+
+class _Cache:
+    """A small thread-safe LRU of rendered JPEG bytes (thumbnails, heatmaps)."""
+
+    def __init__(self, items: int):
+        self.items, self.data, self.lock = items, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key in self.data:
+                self.data.move_to_end(key)
+                return self.data[key]
+        return None
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.data.move_to_end(key)
+            while len(self.data) > self.items:
+                self.data.popitem(last=False)
+
+
+def default_upload_dir(db_arg: str) -> Path:
+    url = db.database_url(db_arg)
+    if url.startswith("sqlite:///"):
+        p = Path(url[len("sqlite:///"):])
+        return p.with_name(p.name + ".uploads")
+    return estatelens_home() / "uploads"
+
+
+def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: str | os.PathLike | None = None,
+               max_upload_bytes: int = 20 * 1024 * 1024, threads: int | None = None) -> FastAPI:
+    """The app over index `database`; `model` tags uploads and draws heatmaps."""
+    if not token:
+        raise ValueError("a write token is required (serve makes one up when none is given)")
+    engine = db.connect(database)
+    bundle = load_bundle(model)
+    bundle.session(threads)
+    model_name, model_version = build.model_identity(bundle)
+    uploads = Path(upload_dir) if upload_dir else default_upload_dir(database)
+    thumbs, heatmaps = _Cache(CACHE_ITEMS), _Cache(200)
+    explain_lock = threading.Lock()
+    explainer: dict = {}
+
+    app = FastAPI(title="estatelens", version=__version__, description=(
+        "Search, browse and correct the tags of an estatelens photo index. Reads are open; uploads "
+        "and corrections need `Authorization: Bearer TOKEN`."))
+
+    def require_token(request: Request) -> None:
+        given = request.headers.get("x-estatelens-token")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not given:
+            raise HTTPException(401, "this needs the write token (Authorization: Bearer TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(403, "wrong write token")
+
+    def photo_or_404(photo_id: int) -> dict:
+        with engine.connect() as conn:
+            recs = photo_records(conn, [photo_id])
+        if not recs:
+            raise HTTPException(404, f"no photo {photo_id}")
+        return recs[0]
+
+    def photo_file(photo_id: int) -> tuple[dict, Path]:
+        rec = photo_or_404(photo_id)
+        path = Path(rec["path"])
+        if not path.is_file():
+            raise HTTPException(410, f"photo {photo_id}: its file is no longer at {rec['path']}")
+        return rec, path
+
+    @app.get("/api/health", summary="Is the service up; what it serves")
+    def health() -> dict:
+        with engine.connect() as conn:
+            n = conn.execute(select(func.count()).select_from(db.photos)).scalar()
+            n_listings = conn.execute(select(func.count()).select_from(db.listings)).scalar()
+        return {"ok": True, "version": __version__, "photos": n, "listings": n_listings,
+                "model": model_name, "model_version": model_version, "max_upload_bytes": max_upload_bytes}
+
+    @app.get("/api/vocabulary", summary="Room types, attributes, listing columns and synonyms of this index")
+    def vocabulary() -> dict:
+        with engine.connect() as conn:
+            return Vocabulary.of(conn).to_dict()
+
+    @app.get("/api/search", summary="Search photos or listings (words, filters, ranked, paged)")
+    def search(q: str = "", level: str | None = Query(None, pattern="^(photo|listing)$"),
+               page: int = Query(1, ge=1), per_page: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
+        try:
+            return run_search(engine, q, level=level, page=page, per_page=per_page)
+        except QueryError as e:
+            raise HTTPException(400, str(e)) from None
+
+    @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing")
+    def photo(photo_id: int) -> dict:
+        return photo_or_404(photo_id)
+
+    @app.get("/api/photos/{photo_id}/thumbnail", summary="The photo, at most 360 px on its short side (JPEG)",
+             response_class=Response)
+    def thumbnail(photo_id: int) -> Response:
+        return Response(_rendered(photo_id, THUMB_SIDE, thumbs), media_type="image/jpeg",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/photos/{photo_id}/image", summary="The photo, at most 1600 px on its long side (JPEG)",
+             response_class=Response)
+    def image(photo_id: int) -> Response:
+        return Response(_rendered(photo_id, IMAGE_SIDE, None), media_type="image/jpeg")
+
+    def _rendered(photo_id: int, side: int, cache: _Cache | None) -> bytes:
+        rec, path = photo_file(photo_id)
+        key = (photo_id, side, rec["tagged_at"])
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return hit
+        try:
+            im, _ = read_photo(path, side if side == THUMB_SIDE else None)
+        except PhotoError as e:
+            raise HTTPException(422, f"photo {photo_id}: {e.reason}") from None
+        if side == THUMB_SIDE:
+            im.thumbnail((side * 4, side), resample=3) if im.height <= im.width else im.thumbnail((side, side * 4), resample=3)
+        else:
+            im.thumbnail((side, side), resample=3)
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+        data = buf.getvalue()
+        if cache is not None:
+            cache.put(key, data)
+        return data
+
+    @app.get("/api/photos/{photo_id}/heatmap/{target}", response_class=Response,
+             summary="Where the model looked: Grad-CAM overlay for the room type or an attribute (JPEG)")
+    def heatmap(photo_id: int, target: str) -> Response:
+        rec, path = photo_file(photo_id)
+        if rec["status"] != "ok":
+            raise HTTPException(409, f"photo {photo_id} could not be tagged ({rec['status']})")
+        if target != db.ROOM_TYPE and target not in {h.name for h in bundle.attributes}:
+            raise HTTPException(404, f"no heatmap {target!r}: use room_type or one of "
+                                     f"{', '.join(h.name for h in bundle.attributes) or 'no attributes'}")
+        key = (photo_id, target, rec["tagged_at"])
+        if (hit := heatmaps.get(key)) is not None:
+            return Response(hit, media_type="image/jpeg")
+        from ..explain import Explainer, render_overlay
+
+        with explain_lock:  # one PyTorch pass at a time; the model is loaded on first use
+            try:
+                if "x" not in explainer:
+                    explainer["x"] = Explainer(bundle)
+                ex = explainer["x"].explain(path, every_attribute=True)
+            except FileNotFoundError as e:  # a bundle without weights.pt
+                raise HTTPException(503, f"heatmaps are not available: {e}") from None
+            except PhotoError as e:
+                raise HTTPException(422, f"photo {photo_id}: {e.reason}") from None
+        hm = next(h for h in ex.heatmaps if h.target == target)
+        im = render_overlay(ex.path, hm, bundle.preprocessing.crop_fraction)
+        im.thumbnail((IMAGE_SIDE, IMAGE_SIDE), resample=3)
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+        heatmaps.put(key, buf.getvalue())
+        return Response(buf.getvalue(), media_type="image/jpeg")
+
+    @app.put("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
+             summary="Correct the room type (target room_type) or an attribute (yes/no)")
+    def put_correction(photo_id: int, target: str, body: Correction) -> dict:
+        try:
+            review.correct(engine, photo_id, target, body.value)
+        except review.NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        return photo_or_404(photo_id)
+
+    @app.delete("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
+                summary="Remove a correction: the model's prediction holds again")
+    def delete_correction(photo_id: int, target: str) -> dict:
+        try:
+            review.uncorrect(engine, photo_id, target)
+        except review.NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        return photo_or_404(photo_id)
+
+    @app.post("/api/photos", status_code=201, dependencies=[Depends(require_token)],
+              summary="Upload a photo (JPEG, PNG or WebP) to tag and add to the index")
+    async def upload(request: Request, file: UploadFile = File(...), listing_id: str | None = Form(None)) -> dict:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_upload_bytes + 64 * 1024:
+            raise HTTPException(413, f"upload too large: over {max_upload_bytes} bytes")
+        data = await file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"upload too large: over {max_upload_bytes} bytes")
+        ext = _image_extension(data)
+        if ext is None:
+            raise HTTPException(415, f"{display_path(file.filename or 'upload')}: not a JPEG, PNG or WebP image")
+        listing_id = (listing_id or "").strip() or None
+        if listing_id is not None and len(listing_id) > 200:
+            raise HTTPException(422, "listing_id is longer than 200 characters")
+        uploads.mkdir(parents=True, exist_ok=True)
+        dest = uploads / f"{uuid.uuid4().hex}{ext}"  # our name, never the client's
+        tmp = dest.with_name("." + dest.name + ".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        rows = list(tag_photos(bundle, [str(dest)], batch_size=1, workers=1))
+        if not rows[0].ok:
+            dest.unlink(missing_ok=True)
+            raise HTTPException(422, f"{display_path(file.filename or 'upload')}: {rows[0].status}")
+        st = dest.stat()
+        info = {build.path_key(str(dest)): (listing_id, (st.st_size, st.st_mtime))}
+        (pid,) = build.write_rows(engine, rows, info, model_name, model_version,
+                                  {h.name: h.threshold for h in bundle.attributes}, origin="upload")
+        return photo_or_404(pid)
+
+    @app.get("/api/listings/{listing_id}", summary="One listing: its columns and photos")
+    def listing(listing_id: str) -> dict:
+        with engine.connect() as conn:
+            rec = listing_record(conn, listing_id)
+        if rec is None:
+            raise HTTPException(404, f"no listing {listing_id!r}")
+        return rec
+
+    @app.get("/api/export-labels", summary="The corrections as a training CSV (path,label,<attributes>,group)",
+             response_class=Response)
+    def export(target: str = "all") -> Response:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "labels.csv"
+            try:
+                review.export_labels(engine, out, target)
+            except ValueError as e:
+                raise HTTPException(422, str(e)) from None
+            data = out.read_bytes()
+        return Response(data, media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="labels.csv"'})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.engine, app.state.bundle, app.state.upload_dir = engine, bundle, uploads
+    return app
+
+
+def _image_extension(data: bytes) -> str | None:
+    """The extension for the format Pillow finds in `data`, when it is one we accept and its
+    structure checks out; None otherwise (the tagger then judges size and decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format
+            im.verify()
+    except Exception:  # noqa: BLE001 - whatever Pillow refuses is not an image we take
+        return None
+    if fmt not in UPLOAD_FORMATS:
+        return None
+    return UPLOAD_FORMATS[fmt]
+

@@ -151,8 +151,9 @@ def listing_index(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture
 def index_copy(listing_index, tmp_path) -> Path:
     """A private copy of listing_index's database, free to write to."""
-    import shutil
+    import sqlite3
 
     dest = tmp_path / "listings.db"
-    shutil.copy2(listing_index[0], dest)
+    with sqlite3.connect(listing_index[0]) as src, sqlite3.connect(dest) as out:
+        src.backup(out)
     return dest

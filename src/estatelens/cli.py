@@ -654,8 +654,11 @@ def cmd_index(args) -> int:
     engine = connect(args.db)
     for w in listings.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    s = index_photos(bundle, args.paths, engine, listings=listings, retag=args.retag, batch_size=args.batch_size,
-                     workers=args.workers, progress=not args.quiet)
+    try:
+        s = index_photos(bundle, args.paths, engine, listings=listings, retag=args.retag,
+                         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+    finally:
+        engine.dispose()  # SQLite folds its write-ahead log into the file: one file to copy
     print(f"{s.n_found} photos: {s.n_tagged} tagged, {s.n_unchanged} already indexed, {s.n_unusable} unusable; "
           f"{s.n_listings} listings in the index ({s.seconds:.0f} s)"
           + (f"; {s.n_not_images} files that are not photos left out" if s.n_not_images else ""))

@@ -278,8 +278,8 @@ def _term_sql(term: Term, n: int, from_):
 
 
 def _listing_condition(f: ListingFilter, listing_col):
-    if not f.column:
-        return _compare(listing_col, f.op, f.value)
+    if not f.column:  # the query is case-folded; listing ids are matched without case
+        return _compare(func.lower(listing_col), f.op, f.value)
     F = db.listing_facts
     num = as_number(f.value)
     if num is not None:

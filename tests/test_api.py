@@ -1,0 +1,196 @@
+"""The HTTP API of `estatelens serve`: every endpoint, and every refusal with its status code."""
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+
+import pytest
+from PIL import Image
+
+from conftest import stripes
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from estatelens.web import create_app
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def app(index_copy, tmp_path):
+    return create_app(str(index_copy), token=TOKEN, upload_dir=tmp_path / "uploads", max_upload_bytes=200_000)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+def _jpeg(orientation="vertical", size=200, seed=3) -> bytes:
+    buf = io.BytesIO()
+    stripes(orientation, size, seed=seed).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _first_photo(client) -> dict:
+    return client.get("/api/search", params={"per_page": 1}).json()["results"][0]
+
+
+def test_openapi_schema_lists_every_endpoint(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) == {"/api/health", "/api/vocabulary", "/api/search", "/api/photos/{photo_id}",
+                          "/api/photos/{photo_id}/thumbnail", "/api/photos/{photo_id}/image",
+                          "/api/photos/{photo_id}/heatmap/{target}", "/api/photos/{photo_id}/corrections/{target}",
+                          "/api/photos", "/api/listings/{listing_id}", "/api/export-labels"}
+    assert set(paths["/api/photos/{photo_id}/corrections/{target}"]) == {"put", "delete"}
+    assert client.get("/docs").status_code == 200
+
+
+def test_health_vocabulary_and_page(client):
+    h = client.get("/api/health").json()
+    assert h["ok"] and h["photos"] == 12 and h["listings"] == 3 and h["model"] == "rooms"
+    v = client.get("/api/vocabulary").json()
+    assert "kitchen" in v["rooms"] and v["attributes"] == ["balcony", "fireplace"]
+    assert v["listing_columns"] == ["area", "city", "price"] and "kök" in v["synonyms"]["kitchen"]
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_search_endpoint(client):
+    r = client.get("/api/search", params={"q": "listings price<400000", "per_page": 10})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["level"] == "listing" and [x["id"] for x in body["results"]] == ["L1", "L2"]
+    photo = client.get("/api/search", params={"q": "kök gott", "level": "photo"}).json()
+    assert photo["interpreted"]["ignored"] == ["gott"]
+    bad = client.get("/api/search", params={"q": "colour=red"})
+    assert bad.status_code == 400 and "no field 'colour'" in bad.json()["detail"]
+    assert client.get("/api/search", params={"per_page": 0}).status_code == 422
+    assert client.get("/api/search", params={"page": 0}).status_code == 422
+    assert client.get("/api/search", params={"level": "street"}).status_code == 422
+
+
+def test_photo_thumbnail_image_heatmap(client):
+    p = _first_photo(client)
+    rec = client.get(f"/api/photos/{p['id']}").json()
+    assert rec["id"] == p["id"] and set(rec["room_scores"]) >= {"kitchen", "bedroom"}
+    thumb = client.get(f"/api/photos/{p['id']}/thumbnail")
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert min(Image.open(io.BytesIO(thumb.content)).size) == 320  # the photos are 320 px: never enlarged
+    full = client.get(f"/api/photos/{p['id']}/image")
+    assert Image.open(io.BytesIO(full.content)).size == (320, 320)
+    heat = client.get(f"/api/photos/{p['id']}/heatmap/room_type")
+    assert heat.status_code == 200 and Image.open(io.BytesIO(heat.content)).size == (320, 320)
+    assert client.get(f"/api/photos/{p['id']}/heatmap/fireplace").status_code == 200
+    assert client.get(f"/api/photos/{p['id']}/heatmap/pool").status_code == 404
+    for suffix in ("", "/thumbnail", "/image", "/heatmap/room_type"):
+        assert client.get(f"/api/photos/99999{suffix}").status_code == 404
+    assert client.get("/api/photos/abc").status_code == 422
+
+
+def test_moved_photo_file_is_410(client, listing_index, index_copy, tmp_path):
+    from sqlalchemy import update
+
+    from estatelens.index import connect, db
+
+    p = _first_photo(client)
+    with connect(index_copy, create=False).begin() as conn:
+        conn.execute(update(db.photos).where(db.photos.c.id == p["id"]).values(path_key=str(tmp_path / "gone.jpg")))
+    assert client.get(f"/api/photos/{p['id']}/thumbnail").status_code == 410
+
+
+def test_corrections_need_the_token(client):
+    p = _first_photo(client)
+    other = "kitchen" if p["room_type"] != "kitchen" else "bathroom"
+    url = f"/api/photos/{p['id']}/corrections/room_type"
+    no = client.put(url, json={"value": other})
+    assert no.status_code == 401 and no.headers["www-authenticate"] == "Bearer"
+    assert client.put(url, json={"value": other}, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert client.delete(url).status_code == 401
+    assert client.get(f"/api/photos/{p['id']}").json()["room_corrected"] is False  # nothing was written
+    ok = client.put(url, json={"value": other}, headers={"X-Estatelens-Token": TOKEN})
+    assert ok.status_code == 200 and ok.json()["room_type"] == other and ok.json()["room_corrected"]
+    assert ok.json()["room_type_predicted"] == p["room_type"]
+    attr = client.put(f"/api/photos/{p['id']}/corrections/fireplace", json={"value": "yes"}, headers=AUTH).json()
+    assert attr["attributes"]["fireplace"] == {**p["attributes"]["fireplace"], "value": "yes", "corrected": True}
+    assert client.put(url, json={"value": "garage"}, headers=AUTH).status_code == 422
+    assert client.put(f"/api/photos/{p['id']}/corrections/pool", json={"value": "yes"}, headers=AUTH).status_code == 422
+    assert client.put(url, json={}, headers=AUTH).status_code == 422
+    assert client.put("/api/photos/99999/corrections/room_type", json={"value": other}, headers=AUTH).status_code == 404
+    exported = list(csv.DictReader(io.StringIO(client.get("/api/export-labels").text)))
+    assert exported == [{"path": p["path"], "label": other, "fireplace": "yes", "group": p["listing_id"]}]
+    assert client.get("/api/export-labels", params={"target": "colour"}).status_code == 422
+    undone = client.delete(url, headers=AUTH)
+    assert undone.status_code == 200 and undone.json()["room_type"] == p["room_type"]
+    assert client.delete("/api/photos/99999/corrections/room_type", headers=AUTH).status_code == 404
+
+
+def test_upload_tags_the_photo_under_a_name_of_our_own(client, app):
+    files = {"file": ("../../../etc/evil.jpg", _jpeg(), "image/jpeg")}
+    r = client.post("/api/photos", files=files, data={"listing_id": "L2"}, headers=AUTH)
+    assert r.status_code == 201
+    rec = r.json()
+    uploads = app.state.upload_dir.resolve()
+    saved = app.state.upload_dir.resolve() / rec["path"].rsplit("/", 1)[1]
+    assert rec["path"] == str(saved) and saved.parent == uploads and saved.is_file()
+    assert "evil" not in rec["path"] and rec["origin"] == "upload" and rec["listing_id"] == "L2"
+    assert rec["status"] == "ok" and rec["room_type"] in rec["room_scores"]
+    assert client.get("/api/listings/L2").json()["n_photos"] == 5
+    png = io.BytesIO()
+    stripes("horizontal", 128).save(png, format="PNG")
+    r = client.post("/api/photos", files={"file": ("x.png", png.getvalue(), "image/png")}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["path"].endswith(".png") and r.json()["listing_id"] is None
+
+
+def test_upload_refusals(client, app):
+    good = {"file": ("a.jpg", _jpeg(), "image/jpeg")}
+    assert client.post("/api/photos", files=good).status_code == 401
+    assert client.post("/api/photos", files=good, headers={"Authorization": "Bearer nope"}).status_code == 403
+    big = client.post("/api/photos", files={"file": ("big.jpg", _jpeg(size=1200) + b"\0" * 200_000, "image/jpeg")},
+                      headers=AUTH)
+    assert big.status_code == 413
+    text = client.post("/api/photos", files={"file": ("notes.jpg", b"just text, not a photo", "image/jpeg")},
+                       headers=AUTH)
+    assert text.status_code == 415 and "notes.jpg" in text.json()["detail"]
+    gif = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(gif, format="GIF")
+    assert client.post("/api/photos", files={"file": ("a.gif", gif.getvalue(), "image/gif")},
+                       headers=AUTH).status_code == 415
+    cut = _jpeg(size=400)
+    tiny = io.BytesIO()
+    stripes("vertical", 16).save(tiny, format="JPEG")
+    r = client.post("/api/photos", files={"file": ("tiny.jpg", tiny.getvalue(), "image/jpeg")}, headers=AUTH)
+    assert r.status_code == 422 and "too small" in r.json()["detail"]
+    assert client.post("/api/photos", files={"file": ("cut.jpg", cut[: len(cut) // 2], "image/jpeg")},
+                       headers=AUTH).status_code in (415, 422)
+    assert not any(app.state.upload_dir.glob("*")) if app.state.upload_dir.exists() else True  # nothing kept
+    assert client.get("/api/health").json()["photos"] == 12
+
+
+def test_listing_endpoint(client):
+    rec = client.get("/api/listings/L3").json()
+    assert rec["facts"] == {"area": 70, "city": "Stockholm", "price": 450000} and rec["n_photos"] == 4
+    assert all(p["listing_id"] == "L3" for p in rec["photos"])
+    assert client.get("/api/listings/nope").status_code == 404
+
+
+@pytest.mark.parametrize("url", [
+    "/static/../pyproject.toml", "/static/..%2F..%2F..%2Fpyproject.toml", "/static/%2e%2e/app.py",
+    "/api/photos/..%2F..%2Fetc%2Fpasswd", "/api/photos/1%2F..%2F..%2Fetc%2Fpasswd/image",
+    "/api/listings/..%2F..%2Fetc%2Fpasswd", "/api/photos/1/heatmap/..%2F..%2Fetc%2Fpasswd",
+    "/..%2F..%2Fetc%2Fpasswd",
+])
+def test_path_traversal_attempts_reach_no_file(client, url):
+    r = client.get(url)
+    assert r.status_code in (404, 422)
+    assert b"root:" not in r.content and b"[project]" not in r.content and b"import" not in r.content
+
+
+def test_app_refuses_to_start_without_a_token(index_copy):
+    with pytest.raises(ValueError, match="token"):
+        create_app(str(index_copy), token="")

@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import stripes
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from fastapi.testclient import TestClient
-
 from estatelens.web import create_app
 
 TOKEN = "s3cret-token"
@@ -53,7 +48,7 @@ def test_openapi_schema_lists_every_endpoint(client):
 
 def test_health_vocabulary_and_page(client):
     h = client.get("/api/health").json()
-    assert h["ok"] and h["photos"] == 12 and h["listings"] == 3 and h["model"] == "rooms"
+    assert h["ok"] and (h["photos"], h["unusable"], h["listings"]) == (12, 0, 3) and h["model"] == "rooms"
     v = client.get("/api/vocabulary").json()
     assert "kitchen" in v["rooms"] and v["attributes"] == ["balcony", "fireplace"]
     assert v["listing_columns"] == ["area", "city", "price"] and "kök" in v["synonyms"]["kitchen"]
@@ -141,6 +136,11 @@ def test_upload_tags_the_photo_under_a_name_of_our_own(client, app):
     assert "evil" not in rec["path"] and rec["origin"] == "upload" and rec["listing_id"] == "L2"
     assert rec["status"] == "ok" and rec["room_type"] in rec["room_scores"]
     assert client.get("/api/listings/L2").json()["n_photos"] == 5
+    slash = client.post("/api/photos", files={"file": ("b.jpg", _jpeg(seed=4), "image/jpeg")},
+                        data={"listing_id": "Vasastan/12"}, headers=AUTH)
+    assert slash.status_code == 201
+    assert client.get("/api/listings/Vasastan/12").json()["photos"][0]["id"] == slash.json()["id"]
+    assert client.get("/api/listings/Vasastan%2F12").json()["n_photos"] == 1
     png = io.BytesIO()
     stripes("horizontal", 128).save(png, format="PNG")
     r = client.post("/api/photos", files={"file": ("x.png", png.getvalue(), "image/png")}, headers=AUTH)
@@ -153,7 +153,14 @@ def test_upload_refusals(client, app):
     assert client.post("/api/photos", files=good, headers={"Authorization": "Bearer nope"}).status_code == 403
     big = client.post("/api/photos", files={"file": ("big.jpg", _jpeg(size=1200) + b"\0" * 200_000, "image/jpeg")},
                       headers=AUTH)
-    assert big.status_code == 413
+    assert big.status_code == 413 and "too large" in big.json()["detail"]
+    # Just over the limit: the body passes the early check (it allows for the form's overhead),
+    # and the file itself is measured.
+    limit = app.state.max_upload_bytes
+    over = client.post("/api/photos", files={"file": ("s.jpg", b"\xff" * (limit + 10), "image/jpeg")}, headers=AUTH)
+    assert over.status_code == 413
+    # Without the token the body is refused before it is read, whatever its size.
+    assert client.post("/api/photos", files={"file": ("big.jpg", b"\0" * 300_000, "image/jpeg")}).status_code == 401
     text = client.post("/api/photos", files={"file": ("notes.jpg", b"just text, not a photo", "image/jpeg")},
                        headers=AUTH)
     assert text.status_code == 415 and "notes.jpg" in text.json()["detail"]

@@ -155,7 +155,7 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
         db.set_meta(conn, "classes", ",".join(bundle.classes))
         db.set_meta(conn, "model", model)
         db.set_meta(conn, "model_version", version)
-        db.set_meta(conn, "attributes", ",".join(h.name for h in bundle.attributes))
+        db.add_to_meta_list(conn, "attributes", [h.name for h in bundle.attributes])
 
     inputs = list(inputs)
     found = []
@@ -208,6 +208,12 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
                 pending = []
         write_rows(engine, pending, info, model, version, thresholds, origin)
     summary.n_tagged = len(todo) - summary.n_unusable
+    if todo and engine.dialect.name == "postgresql":
+        # Fresh statistics (PostgreSQL's keep the most common values, so a rare attribute is seen as
+        # rare). Not on SQLite: its statistics average over values, and made it scan every photo
+        # for "balcony" instead of seeking the few that have one (52 ms against 0.1 ms at 71,200 photos).
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
     with engine.connect() as conn:
         summary.n_listings = conn.execute(select(func.count()).select_from(db.listings)).scalar()
     summary.seconds = time.time() - t0
@@ -268,6 +274,7 @@ def _write_listings(conn, facts: dict[str, dict[str, str]]) -> None:
               for lid in ids for name, text in facts[lid].items() if text != ""]
     if values:
         conn.execute(insert(db.listing_facts), values)
+        db.add_to_meta_list(conn, "listing_columns", sorted({v["name"] for v in values}))
 
 
 def write_rows(engine, rows: list[TagRow], info: dict, model: str, version: str,
@@ -306,8 +313,9 @@ def write_rows(engine, rows: list[TagRow], info: dict, model: str, version: str,
             scores += [{"photo_id": pid, "room": c, "probability": p} for c, p in (row.scores or {}).items()]
             for name, p in (row.attributes or {}).items():
                 threshold = thresholds.get(name)
-                attrs.append({"photo_id": pid, "name": name, "probability": p, "value": p,
-                              "threshold": db.DEFAULT_THRESHOLD if threshold is None else threshold})
+                threshold = db.DEFAULT_THRESHOLD if threshold is None else threshold
+                attrs.append({"photo_id": pid, "name": name, "probability": p, "value": p, "threshold": threshold,
+                              "present": p >= threshold})
         if scores:
             conn.execute(insert(db.room_scores), scores)
         if attrs:

@@ -3,7 +3,7 @@
 Predictions and human corrections are kept apart: `photos.room_type_predicted`, `room_scores` and
 `attributes.probability` are what the model said and are rewritten by every re-index;
 `corrections` is what a person said and is never touched by indexing. The effective values that
-search reads (`photos.room_type`, `photos.room_corrected`, `attributes.value`) are derived from
+search reads (`photos.room_type`, `photos.room_corrected`, `attributes.value` and `.present`) are derived from
 both by `apply_corrections`, after every index batch and every correction, so that a query needs no
 join to the corrections.
 """
@@ -68,7 +68,8 @@ attributes = Table("attributes", metadata,
                    Column("probability", Float, nullable=False),  # the model's
                    Column("threshold", Float, nullable=False),  # the head's operating threshold (or 0.5)
                    Column("value", Float, nullable=False),  # effective: 1 / 0 when corrected, else probability
-                   Index("ix_attributes_name_value", "name", "value"))
+                   Column("present", Boolean, nullable=False),  # effective yes: value >= threshold
+                   Index("ix_attributes_name_present_value", "name", "present", "value"))
 
 corrections = Table("corrections", metadata,
                     Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
@@ -151,6 +152,19 @@ def set_meta(conn, key: str, value: str) -> None:
         conn.execute(meta.insert().values(key=key, value=value))
 
 
+def meta_list(conn, key: str) -> list[str]:
+    return [v for v in (get_meta(conn, key) or "").split(",") if v]
+
+
+def add_to_meta_list(conn, key: str, names: list[str]) -> None:
+    """Keep meta[key] the sorted union of the names ever written (attributes, listing columns): what
+    search resolves words against, without scanning the tables on every query."""
+    have = meta_list(conn, key)
+    union = sorted(set(have) | set(names))
+    if union != have:
+        set_meta(conn, key, ",".join(union))
+
+
 def apply_corrections(conn, photo_ids: list[int]) -> None:
     """Recompute the effective room type and attribute values of these photos from their
     predictions and corrections."""
@@ -160,7 +174,8 @@ def apply_corrections(conn, photo_ids: list[int]) -> None:
         ids = photo_ids[start:start + 500]
         conn.execute(update(photos).where(photos.c.id.in_(ids))
                      .values(room_type=photos.c.room_type_predicted, room_corrected=False))
-        conn.execute(update(attributes).where(attributes.c.photo_id.in_(ids)).values(value=attributes.c.probability))
+        conn.execute(update(attributes).where(attributes.c.photo_id.in_(ids))
+                     .values(value=attributes.c.probability, present=attributes.c.probability >= attributes.c.threshold))
         rows = conn.execute(select(corrections.c.photo_id, corrections.c.target, corrections.c.value)
                             .where(corrections.c.photo_id.in_(ids))).all()
         for photo_id, target, value in rows:
@@ -168,7 +183,7 @@ def apply_corrections(conn, photo_ids: list[int]) -> None:
                 conn.execute(update(photos).where(photos.c.id == photo_id).values(room_type=value, room_corrected=True))
             else:
                 conn.execute(update(attributes).where(attributes.c.photo_id == photo_id, attributes.c.name == target)
-                             .values(value=1.0 if value == "yes" else 0.0))
+                             .values(value=1.0 if value == "yes" else 0.0, present=value == "yes"))
 
 
 def delete_photo_predictions(conn, photo_ids: list[int]) -> None:

@@ -33,7 +33,7 @@ def correct(engine, photo_id: int, target: str, value: str) -> None:
         if photo.status != "ok":
             raise ValueError(f"photo {photo_id} could not be tagged ({photo.status}); there is nothing to correct")
         if target == db.ROOM_TYPE:
-            rooms = [r for r in (db.get_meta(conn, "classes") or "").split(",") if r]
+            rooms = db.meta_list(conn, "classes")
             if value not in rooms:
                 raise ValueError(f"{value!r} is not a room type of this index ({', '.join(rooms)})")
         else:

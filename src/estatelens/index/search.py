@@ -24,7 +24,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, exists, func, literal, or_, select
+from sqlalchemy import and_, case, exists, false, func, literal, select, true
 
 from . import db
 from .build import as_number
@@ -125,12 +125,9 @@ class Vocabulary:
 
     @classmethod
     def of(cls, conn) -> "Vocabulary":
-        rooms = [r for r in (db.get_meta(conn, "classes") or "").split(",") if r]
-        rooms = sorted(set(rooms) | set(conn.execute(select(db.photos.c.room_type).distinct()
-                                                     .where(db.photos.c.room_type.is_not(None))).scalars()))
-        attrs = sorted(set(conn.execute(select(db.attributes.c.name).distinct()).scalars()))
-        cols = sorted(set(conn.execute(select(db.listing_facts.c.name).distinct()).scalars()))
-        return cls(rooms, attrs, cols)
+        """Read from the index's meta table, kept up to date by indexing (no table scan per query)."""
+        return cls(db.meta_list(conn, "classes"), db.meta_list(conn, "attributes"),
+                   db.meta_list(conn, "listing_columns"))
 
     def phrases(self) -> dict[str, tuple[str, str]]:
         """Normalised word or phrase -> ("room" | "attribute", name), for what this index holds."""
@@ -271,9 +268,9 @@ def _term_sql(term: Term, n: int, from_):
     a = db.attributes.alias(f"a{n}")
     from_ = from_.join(a, and_(a.c.photo_id == P.c.id, a.c.name == term.name))
     if term.op == "yes":
-        return from_, a.c.value >= a.c.threshold, a.c.value
+        return from_, a.c.present == true(), a.c.value
     if term.op == "no":
-        return from_, a.c.value < a.c.threshold, 1.0 - a.c.value
+        return from_, a.c.present == false(), 1.0 - a.c.value
     return from_, _compare(a.c.value, term.op, term.value), a.c.value if term.op in (">", ">=", "=") else 1.0 - a.c.value
 
 
@@ -356,18 +353,17 @@ def _listing_search(conn, q: Query, page: int, per_page: int) -> tuple[int, list
     total = conn.execute(select(func.count()).select_from(from_).where(*conds)).scalar()
     rows = conn.execute(select(L.c.id, score.label("score")).select_from(from_).where(*conds)
                         .order_by(score.desc(), L.c.id).limit(per_page).offset((page - 1) * per_page)).all()
-    out = []
-    for r in rows:
-        rec = listing_record(conn, r.id)
+    page_ids = [r.id for r in rows]
+    matched: set[int] = set()
+    for n, term in enumerate(photo_terms):  # which of these listings' photos meet a term
+        f, cond, _ = _term_sql(term, n, P)
+        matched.update(conn.execute(select(P.c.id).select_from(f).where(
+            P.c.listing_id.in_(page_ids), P.c.status == "ok", cond)).scalars())
+    out = listing_records(conn, page_ids)
+    for rec, r in zip(out, rows):
         rec["score"] = round(float(r.score), 4)
-        matched = set()
-        for n, term in enumerate(photo_terms):
-            f, cond, _ = _term_sql(term, n, P)
-            matched.update(conn.execute(select(P.c.id).select_from(f).where(P.c.listing_id == r.id, P.c.status == "ok",
-                                                                              cond)).scalars())
         for p in rec["photos"]:
             p["matched"] = p["id"] in matched
-        out.append(rec)
     return total, out
 
 
@@ -382,7 +378,7 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
     for a in conn.execute(select(db.attributes).where(db.attributes.c.photo_id.in_(ids))):
         attrs.setdefault(a.photo_id, {})[a.name] = {
             "probability": round(a.probability, 4), "threshold": round(a.threshold, 4),
-            "value": "yes" if a.value >= a.threshold else "no", "corrected": False}
+            "value": "yes" if a.present else "no", "corrected": False}
     scores: dict[int, dict] = {}
     for s in conn.execute(select(db.room_scores).where(db.room_scores.c.photo_id.in_(ids))):
         scores.setdefault(s.photo_id, {})[s.room] = round(s.probability, 4)
@@ -411,14 +407,26 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
     return out
 
 
+def listing_records(conn, listing_ids: list[str]) -> list[dict]:
+    """The listings' records (columns, photos), in the order of `listing_ids`; unknown ids left out."""
+    if not listing_ids:
+        return []
+    known = set(conn.execute(select(db.listings.c.id).where(db.listings.c.id.in_(listing_ids))).scalars())
+    facts: dict[str, dict] = {}
+    for f in conn.execute(select(db.listing_facts).where(db.listing_facts.c.listing_id.in_(listing_ids))
+                          .order_by(db.listing_facts.c.name)):
+        facts.setdefault(f.listing_id, {})[f.name] = _fact_value(f.num, f.text)
+    photo_ids: dict[str, list[int]] = {}
+    for pid, lid in conn.execute(select(P.c.id, P.c.listing_id).where(P.c.listing_id.in_(listing_ids)).order_by(P.c.id)):
+        photo_ids.setdefault(lid, []).append(pid)
+    records = {r["id"]: r for r in photo_records(conn, [p for ids in photo_ids.values() for p in ids])}
+    return [{"id": lid, "facts": facts.get(lid, {}), "n_photos": len(photo_ids.get(lid, [])),
+             "photos": [records[p] for p in photo_ids.get(lid, [])]} for lid in listing_ids if lid in known]
+
+
 def listing_record(conn, listing_id: str) -> dict | None:
-    if conn.execute(select(db.listings.c.id).where(db.listings.c.id == listing_id)).scalar() is None:
-        return None
-    facts = {f.name: _fact_value(f.num, f.text)
-             for f in conn.execute(select(db.listing_facts).where(db.listing_facts.c.listing_id == listing_id)
-                                   .order_by(db.listing_facts.c.name))}
-    ids = list(conn.execute(select(P.c.id).where(P.c.listing_id == listing_id).order_by(P.c.id)).scalars())
-    return {"id": listing_id, "facts": facts, "n_photos": len(ids), "photos": photo_records(conn, ids)}
+    recs = listing_records(conn, [listing_id])
+    return recs[0] if recs else None
 
 
 def _fact_value(num: float | None, text: str):

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy import func, select
@@ -36,6 +36,7 @@ THUMB_SIDE = 360
 IMAGE_SIDE = 1600
 UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 CACHE_ITEMS = 2000
+MULTIPART_OVERHEAD = 16 * 1024  # form boundaries and the listing_id field around the file
 
 
 class Correction(BaseModel):
@@ -114,12 +115,29 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
             raise HTTPException(410, f"photo {photo_id}: its file is no longer at {rec['path']}")
         return rec, path
 
+    @app.middleware("http")
+    async def refuse_uploads_early(request: Request, call_next):
+        """Token and size of an upload are checked before its body is read, so that nobody can
+        make the server receive and parse a large body without the token."""
+        if request.method == "POST" and request.url.path == "/api/photos":
+            try:
+                require_token(request)
+            except HTTPException as e:
+                return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
+            declared = request.headers.get("content-length")
+            if declared is None or not declared.isdigit():
+                return JSONResponse({"detail": "an upload must say its Content-Length"}, status_code=411)
+            if int(declared) > max_upload_bytes + MULTIPART_OVERHEAD:
+                return JSONResponse({"detail": f"upload too large: over {max_upload_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
     @app.get("/api/health", summary="Is the service up; what it serves")
     def health() -> dict:
         with engine.connect() as conn:
             n = conn.execute(select(func.count()).select_from(db.photos)).scalar()
+            n_ok = conn.execute(select(func.count()).select_from(db.photos).where(db.photos.c.status == "ok")).scalar()
             n_listings = conn.execute(select(func.count()).select_from(db.listings)).scalar()
-        return {"ok": True, "version": __version__, "photos": n, "listings": n_listings,
+        return {"ok": True, "version": __version__, "photos": n_ok, "unusable": n - n_ok, "listings": n_listings,
                 "model": model_name, "model_version": model_version, "max_upload_bytes": max_upload_bytes}
 
     @app.get("/api/vocabulary", summary="Room types, attributes, listing columns and synonyms of this index")
@@ -179,27 +197,29 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         if target != db.ROOM_TYPE and target not in {h.name for h in bundle.attributes}:
             raise HTTPException(404, f"no heatmap {target!r}: use room_type or one of "
                                      f"{', '.join(h.name for h in bundle.attributes) or 'no attributes'}")
-        key = (photo_id, target, rec["tagged_at"])
-        if (hit := heatmaps.get(key)) is not None:
+        if (hit := heatmaps.get((photo_id, target, rec["tagged_at"]))) is not None:
             return Response(hit, media_type="image/jpeg")
         from ..explain import Explainer, render_overlay
 
         with explain_lock:  # one PyTorch pass at a time; the model is loaded on first use
+            if (hit := heatmaps.get((photo_id, target, rec["tagged_at"]))) is not None:
+                return Response(hit, media_type="image/jpeg")  # drawn while this request waited
             try:
                 if "x" not in explainer:
                     explainer["x"] = Explainer(bundle)
                 ex = explainer["x"].explain(path, every_attribute=True)
+                photo, _ = read_photo(path)
             except FileNotFoundError as e:  # a bundle without weights.pt
                 raise HTTPException(503, f"heatmaps are not available: {e}") from None
             except PhotoError as e:
                 raise HTTPException(422, f"photo {photo_id}: {e.reason}") from None
-        hm = next(h for h in ex.heatmaps if h.target == target)
-        im = render_overlay(ex.path, hm, bundle.preprocessing.crop_fraction)
-        im.thumbnail((IMAGE_SIDE, IMAGE_SIDE), resample=3)
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=85)
-        heatmaps.put(key, buf.getvalue())
-        return Response(buf.getvalue(), media_type="image/jpeg")
+            # One pass gives every target's map: keep them all, the next button is then instant.
+            photo.thumbnail((IMAGE_SIDE, IMAGE_SIDE), resample=3)
+            for hm in ex.heatmaps:
+                buf = io.BytesIO()
+                render_overlay(ex.path, hm, bundle.preprocessing.crop_fraction, photo).save(buf, format="JPEG", quality=85)
+                heatmaps.put((photo_id, hm.target, rec["tagged_at"]), buf.getvalue())
+        return Response(heatmaps.get((photo_id, target, rec["tagged_at"])), media_type="image/jpeg")
 
     @app.put("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
              summary="Correct the room type (target room_type) or an attribute (yes/no)")
@@ -223,10 +243,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
 
     @app.post("/api/photos", status_code=201, dependencies=[Depends(require_token)],
               summary="Upload a photo (JPEG, PNG or WebP) to tag and add to the index")
-    async def upload(request: Request, file: UploadFile = File(...), listing_id: str | None = Form(None)) -> dict:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_upload_bytes + 64 * 1024:
-            raise HTTPException(413, f"upload too large: over {max_upload_bytes} bytes")
+    async def upload(file: UploadFile = File(...), listing_id: str | None = Form(None)) -> dict:
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload too large: over {max_upload_bytes} bytes")
@@ -251,7 +268,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
                                   {h.name: h.threshold for h in bundle.attributes}, origin="upload")
         return photo_or_404(pid)
 
-    @app.get("/api/listings/{listing_id}", summary="One listing: its columns and photos")
+    @app.get("/api/listings/{listing_id:path}", summary="One listing: its columns and photos (an id may hold /)")
     def listing(listing_id: str) -> dict:
         with engine.connect() as conn:
             rec = listing_record(conn, listing_id)
@@ -280,6 +297,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.engine, app.state.bundle, app.state.upload_dir = engine, bundle, uploads
+    app.state.max_upload_bytes = max_upload_bytes
     return app
 
 

@@ -1,7 +1,7 @@
 /* estatelens page: search, browse, review. Plain JavaScript, no dependencies.
  *
  * Routes (in the URL hash, so reload and the back button work):
- *   #/search?q=&level=&room=&attr.NAME=yes|no&corrected=1&page=
+ *   #/search?q=&level=&room=&attr.NAME=yes|no&corrected=1&page=&per_page=
  *   #/photo/ID
  *   #/listing/ID?matched=ID,ID   (photos that matched the listing search that led here)
  *
@@ -201,6 +201,7 @@ function searchFromParams(params) {
     attrs,
     corrected: params.get("corrected") === "1",
     page: Math.max(1, parseInt(params.get("page") || "1", 10) || 1),
+    perPage: Math.min(200, Math.max(1, parseInt(params.get("per_page") || "", 10) || PER_PAGE)),
   };
 }
 
@@ -212,6 +213,7 @@ function searchHash(s) {
   for (const [a, v] of Object.entries(s.attrs)) if (v) p.set(`attr.${a}`, v);
   if (s.corrected) p.set("corrected", "1");
   if (s.page > 1) p.set("page", String(s.page));
+  if (s.perPage && s.perPage !== PER_PAGE) p.set("per_page", String(s.perPage));
   const qs = p.toString();
   return `#/search${qs ? `?${qs}` : ""}`;
 }
@@ -236,10 +238,12 @@ function searchFromControls(level) {
     attrs,
     corrected: $("#filter-corrected").checked,
     page: 1,
+    perPage: currentPerPage,
   };
 }
 
 let currentLevel = "";
+let currentPerPage = PER_PAGE;
 
 function setControls(s) {
   $("#search-input").value = s.q;
@@ -247,6 +251,7 @@ function setControls(s) {
   for (const sel of document.querySelectorAll("#filter-attrs select")) sel.value = s.attrs[sel.dataset.attr] || "";
   $("#filter-corrected").checked = s.corrected;
   currentLevel = s.level;
+  currentPerPage = s.perPage;
 }
 
 function showLevel(level) {
@@ -299,7 +304,7 @@ async function showSearch(params, seq) {
   fill(view, h("p", { class: "muted loading", testid: "search-loading" }, "Searching…"));
   showLevel(s.level || "photo");
   const query = composeQuery(s);
-  const url = new URLSearchParams({ q: query, page: String(s.page), per_page: String(PER_PAGE) });
+  const url = new URLSearchParams({ q: query, page: String(s.page), per_page: String(s.perPage) });
   if (s.level) url.set("level", s.level);
   let data;
   try {
@@ -618,7 +623,7 @@ function buildFilters() {
       h("option", { value: "" }, "any"), h("option", { value: "yes" }, "yes"), h("option", { value: "no" }, "no")))));
   if (v.listing_columns.length) {
     const col = v.listing_columns.find((c) => /price|pris/.test(c)) || v.listing_columns[0];
-    $("#filter-hint").textContent = `Listing facts go in the box, e.g. ${col}<500000`;
+    $("#filter-hint").textContent = `Facts in the box: ${col}<500000`;
     $("#filter-hint").title = `Columns: ${v.listing_columns.join(", ")}`;
   }
   const searchNow = () => go(searchHash(searchFromControls()));
@@ -629,7 +634,7 @@ function buildFilters() {
     b.addEventListener("click", () => go(searchHash(searchFromControls(b.dataset.level))));
   }
   $("#filter-clear").addEventListener("click", () => {
-    go(searchHash({ q: $("#search-input").value.trim(), level: "", room: "", attrs: {}, corrected: false, page: 1 }));
+    go(searchHash({ q: $("#search-input").value.trim(), level: "", room: "", attrs: {}, corrected: false, page: 1, perPage: currentPerPage }));
   });
 }
 

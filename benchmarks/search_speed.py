@@ -61,7 +61,7 @@ def scale_up(engine, factor: int) -> None:
         facts = [dict(r._mapping) for r in conn.execute(select(db.listing_facts))]
         next_id = max(p["id"] for p in photos) + 1
         for k in range(1, factor):
-            conn.execute(insert(db.listings), [{"id": f"{lid}-{k}"} for lid in listings])
+            conn.execute(insert(db.listings), [{"id": f"{lid}-{k}", "key": db.normalise(f"{lid}-{k}")} for lid in listings])
             conn.execute(insert(db.listing_facts), [{**f, "listing_id": f"{f['listing_id']}-{k}"} for f in facts])
             new_id = {}
             rows = []

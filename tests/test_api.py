@@ -86,6 +86,8 @@ def test_photo_thumbnail_image_heatmap(client):
     for suffix in ("", "/thumbnail", "/image", "/heatmap/room_type"):
         assert client.get(f"/api/photos/99999{suffix}").status_code == 404
     assert client.get("/api/photos/abc").status_code == 422
+    assert client.get(f"/api/photos/{2**31}").status_code == 422  # beyond any id: refused, not a database error
+    assert client.get("/api/photos/0/thumbnail").status_code == 422
 
 
 def test_moved_photo_file_is_410(client, listing_index, index_copy, tmp_path):
@@ -107,6 +109,9 @@ def test_corrections_need_the_token(client):
     assert no.status_code == 401 and no.headers["www-authenticate"] == "Bearer"
     assert client.put(url, json={"value": other}, headers={"Authorization": "Bearer wrong"}).status_code == 403
     assert client.delete(url).status_code == 401
+    # Without the token a body is refused before it is read or parsed (not a 422 about its JSON).
+    assert client.put(url, content=b"{" * 100_000, headers={"Content-Type": "application/json"}).status_code == 401
+    assert client.put(url, content=b'{"value": "' + b"x" * 10_000 + b'"}', headers=AUTH).status_code == 413
     assert client.get(f"/api/photos/{p['id']}").json()["room_corrected"] is False  # nothing was written
     ok = client.put(url, json={"value": other}, headers={"X-Estatelens-Token": TOKEN})
     assert ok.status_code == 200 and ok.json()["room_type"] == other and ok.json()["room_corrected"]
@@ -159,8 +164,12 @@ def test_upload_refusals(client, app):
     limit = app.state.max_upload_bytes
     over = client.post("/api/photos", files={"file": ("s.jpg", b"\xff" * (limit + 10), "image/jpeg")}, headers=AUTH)
     assert over.status_code == 413
-    # Without the token the body is refused before it is read, whatever its size.
-    assert client.post("/api/photos", files={"file": ("big.jpg", b"\0" * 300_000, "image/jpeg")}).status_code == 401
+    # An upload that does not say its size is refused before its body is read.
+    def chunks():
+        yield b"--x\r\nContent-Disposition: form-data; name=file; filename=a.jpg\r\n\r\n" + _jpeg() + b"\r\n--x--\r\n"
+
+    chunked = client.post("/api/photos", content=chunks(), headers={**AUTH, "Content-Type": "multipart/form-data; boundary=x"})
+    assert chunked.status_code == 411
     text = client.post("/api/photos", files={"file": ("notes.jpg", b"just text, not a photo", "image/jpeg")},
                        headers=AUTH)
     assert text.status_code == 415 and "notes.jpg" in text.json()["detail"]
@@ -187,10 +196,9 @@ def test_listing_endpoint(client):
 
 
 @pytest.mark.parametrize("url", [
-    "/static/../pyproject.toml", "/static/..%2F..%2F..%2Fpyproject.toml", "/static/%2e%2e/app.py",
-    "/api/photos/..%2F..%2Fetc%2Fpasswd", "/api/photos/1%2F..%2F..%2Fetc%2Fpasswd/image",
-    "/api/listings/..%2F..%2Fetc%2Fpasswd", "/api/photos/1/heatmap/..%2F..%2Fetc%2Fpasswd",
-    "/..%2F..%2Fetc%2Fpasswd",
+    "/static/..%2F..%2F..%2Fpyproject.toml", "/static/..%2fapp.py", "/static/%2e%2e%2fapp.py",
+    "/static/..%5c..%5capp.py", "/api/listings/..%2F..%2F..%2F..%2Fetc%2Fpasswd", "/api/listings/../../../etc/passwd",
+    "/api/photos/1/heatmap/..%2F..%2F..%2Fetc%2Fpasswd", "/api/photos/1%2F..%2F..%2Fetc%2Fpasswd/image",
 ])
 def test_path_traversal_attempts_reach_no_file(client, url):
     r = client.get(url)
@@ -198,6 +206,9 @@ def test_path_traversal_attempts_reach_no_file(client, url):
     assert b"root:" not in r.content and b"[project]" not in r.content and b"import" not in r.content
 
 
-def test_app_refuses_to_start_without_a_token(index_copy):
+def test_app_refuses_to_start_without_a_token_or_an_index(index_copy, tmp_path):
     with pytest.raises(ValueError, match="token"):
         create_app(str(index_copy), token="")
+    with pytest.raises(FileNotFoundError, match="no such index"):
+        create_app(str(tmp_path / "typo.db"), token=TOKEN)
+    assert not (tmp_path / "typo.db").exists()

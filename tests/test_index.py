@@ -71,6 +71,22 @@ def test_filters_are_parsed_with_or_without_spaces():
     assert terms == [("attribute", "balcony", ">=", 0.5), ("room", "bedroom", "not", None)]
 
 
+def test_negations_and_numbers_written_the_swedish_way():
+    terms, q = _terms("kitchen without fireplace")
+    assert terms == [("room", "kitchen", "yes", None), ("attribute", "fireplace", "no", None)]
+    terms, q = _terms("listings utan balkong no bedroom")
+    assert q.level == "listing"
+    assert terms == [("attribute", "balcony", "no", None), ("room", "bedroom", "not", None)]
+    _, q = _terms("price < 1 250 000 boarea>=72,5 kitchen 3")
+    assert [(f.column, f.op, f.value) for f in q.listing_filters] == [("price", "<", "1250000"), ("area_sqft", ">=", "72,5")]
+    assert q.ignored == ["3"]  # a number on its own is reported, not dropped silently
+    assert [db.as_number(t) for t in ["72,5", "0,9", "1,250,000", "1 250 000", "500000", "3.5", "x", "1,5 rok"]] == [
+        72.5, 0.9, 1250000.0, 1250000.0, 500000.0, 3.5, None, None]
+    # A listing column named like a field estatelens knows is searched as that column.
+    q = parse_query("type=villa rum>=3", Vocabulary(VOCAB.rooms, VOCAB.attributes, ["rum", "type"]))
+    assert [(f.column, f.op, f.value) for f in q.listing_filters] == [("type", "=", "villa"), ("rum", ">=", "3")]
+
+
 @pytest.mark.parametrize("text, message", [
     ("colour=red", "no field 'colour'"), ("room=garage", "not a room type"), ("balcony>=2", "probability"),
     ("balcony>yes", "compare yes/no with = or !="), ("room>kitchen", "compare a room type"),
@@ -258,6 +274,13 @@ def test_listing_level_search(listing_index):
         assert abs(listing["score"] - best) < 1e-4
     both = search(engine, "price>=300000", level="listing")
     assert [r["id"] for r in both["results"]] == ["L2", "L3"]
+    # Negative terms: no photo of the listing has it.
+    without = {r["id"] for r in search(engine, f"listings without {room.replace('_', ' ')}")["results"]}
+    assert without == {"L1", "L2", "L3"} - having
+    cut = sorted(r["attributes"]["fireplace"]["probability"] for r in everything)[5]
+    low = {r["id"] for r in search(engine, f"listings fireplace<{cut}")["results"]}
+    assert low == {lid for lid in ("L1", "L2", "L3")
+                   if all(r["attributes"]["fireplace"]["probability"] < cut for r in everything if r["listing_id"] == lid)}
 
 
 def test_corrections_win_in_search_and_can_be_undone(index_copy):
@@ -270,8 +293,9 @@ def test_corrections_win_in_search_and_can_be_undone(index_copy):
     assert [r["id"] for r in search(engine, "corrected=yes")["results"]] == [photo["id"]]
     correct(engine, photo["id"], "fireplace", "yes")
     assert photo["id"] in [r["id"] for r in search(engine, "fireplace")["results"]]
-    correct(engine, photo["id"], "fireplace", "no")
-    assert search(engine, "fireplace>=0.5")["total"] == search(engine, "fireplace>=0.5 corrected=no")["total"]
+    correct(engine, photo["id"], "fireplace", "no")  # the model's probability is above 0: the correction's 0 wins
+    assert photo["id"] not in [r["id"] for r in search(engine, "fireplace>0", per_page=50)["results"]]
+    assert search(engine, "fireplace>0")["total"] == 11
     for bad_target, bad_value, message in [("room_type", "garage", "not a room type"),
                                            ("fireplace", "maybe", "'yes' or 'no'"), ("pool", "yes", "neither")]:
         with pytest.raises(ValueError, match=message):
@@ -357,28 +381,36 @@ def postgres_db():
 
 def test_postgresql_index_search_correct_and_reindex(postgres_db, listing_index, tmp_path, rooms_bundle):
     """The same scenario on PostgreSQL and on SQLite gives the same answers."""
-    photos = listing_index[1]
+    photos = tmp_path / "photos"
+    shutil.copytree(listing_index[1], photos)
+    (photos / "ÅS-1").mkdir()
+    stripes("vertical", 160, seed=9).save(photos / "ÅS-1" / "hall.jpg")
+    (photos / "facts.csv").write_text((listing_index[1] / "facts.csv").read_text(encoding="utf-8")
+                                      + "ÅS-1,2 150 000,\"72,5\",Örebro\n", encoding="utf-8")
     answers = []
     for target in (postgres_db, tmp_path / "same.db"):
         engine = connect(target)
         assert engine.dialect.name == ("postgresql" if target is postgres_db else "sqlite")
         listings = read_listings(None, photos / "facts.csv")
         s = index_photos(rooms_bundle, [photos], engine, listings=listings, progress=False)
-        assert s.n_tagged == 12
+        assert s.n_tagged == 13
+        assert [r["listing_id"] for r in search(engine, "city=örebro listing=ås-1 area<72.6 area>72.4")["results"]] == ["ÅS-1"]
+        assert search(engine, "price>=2150000")["total"] == 1
         first = search(engine, "", per_page=50)["results"]
         correct(engine, first[3]["id"], "room_type", "kitchen")
         correct(engine, first[4]["id"], "balcony", "yes")
-        assert index_photos(rooms_bundle, [photos], engine, progress=False).n_unchanged == 12
+        assert index_photos(rooms_bundle, [photos], engine, progress=False).n_unchanged == 13
         with engine.begin() as conn:  # as if another model had tagged them: re-index re-tags all
             conn.execute(update(db.photos).values(model_version="old"))
-        assert index_photos(rooms_bundle, [photos], engine, progress=False).n_tagged == 12
+        assert index_photos(rooms_bundle, [photos], engine, progress=False).n_tagged == 13
         answers.append([
             [(Path(r["path"]).name, r["listing_id"], r["room_type"], r["room_corrected"], r["score"],
               r["attributes"]["balcony"]["value"]) for r in search(engine, q, per_page=50, level=lvl)["results"]]
             if lvl == "photo" else
             [(r["id"], r["score"], r["facts"]) for r in search(engine, q, per_page=50, level=lvl)["results"]]
             for q, lvl in [("", "photo"), ("kitchen", "photo"), ("balkong", "photo"), ("price<400000 city=uppsala", "photo"),
-                           ("kitchen", "listing"), ("corrected=yes", "photo"), ("fireplace<0.5", "photo")]])
+                           ("kitchen", "listing"), ("corrected=yes", "photo"), ("fireplace<0.5", "photo"),
+                           ("without balcony", "listing"), ("city=örebro", "listing")]])
         n = export_labels(engine, tmp_path / f"labels-{engine.dialect.name}.csv")
         assert n == {"photos": 2, "room_type": 1, "balcony": 1}
         engine.dispose()

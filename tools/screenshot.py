@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Take docs/screenshot.png: the page of `estatelens serve` showing a search with results.
 
-Starts `estatelens serve` over an index (default /tmp/h.db, built from the shared houses photos with
+Starts `estatelens serve` over an index (the committed one is of the shared houses photos:
 `estatelens index --listings ../shared/data/houses/photos.csv --facts ../shared/data/houses/houses.csv
---db /tmp/h.db`), opens the page in Debian's chromium with Playwright at 1280x800, waits for the
+--db houses.db`), opens the page in Debian's chromium with Playwright at 1280x800, waits for the
 thumbnails, saves the screenshot and stops the server.
 
-    python tools/screenshot.py [--db /tmp/h.db] [--query kitchen] [--out docs/screenshot.png]
+    python tools/screenshot.py --db houses.db [--query kitchen] [--out docs/screenshot.png]
 
 The PNG is quantised to 256 colours (dithered): a full-colour one of a page of photos is ~800 KB.
 """
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", default="/tmp/h.db")
+    ap.add_argument("--db", required=True, help="the index to show (SQLite file or database URL)")
     ap.add_argument("--query", default="kitchen")
     ap.add_argument("--level", default="", choices=["", "photo", "listing"])
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))

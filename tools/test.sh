@@ -8,11 +8,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
 cd "$ROOT"
 if [ -z "${ESTATELENS_TEST_POSTGRES:-}" ] && [ "${ESTATELENS_NO_SERVICES:-0}" != 1 ]; then
-    if services="$(bash tools/ci_services.sh start)"; then
-        eval "$services"
-        trap 'bash tools/ci_services.sh stop' EXIT
-    else
-        echo "test.sh: PostgreSQL / Chromium not available: their tests will be skipped" >&2
+    eval "$(bash tools/ci_services.sh start)"
+    if [ -n "${ESTATELENS_PG_STATE:-}" ]; then
+        trap 'bash tools/ci_services.sh stop "$ESTATELENS_PG_STATE"' EXIT
     fi
 fi
 python -m pytest "$@"

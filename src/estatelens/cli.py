@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args) or 0
-    except (FileNotFoundError, ValueError, PhotoError, ImportError) as e:
+    except (OSError, ValueError, PhotoError, ImportError) as e:
         print(f"estatelens: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -638,9 +638,6 @@ def cmd_models(args) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def cmd_index(args) -> int:
     from .bundle import load_bundle
@@ -724,3 +721,7 @@ def cmd_export_labels(args) -> int:
     print(f"{counts['photos']} corrected photos -> {args.out} (" + ", ".join(
         f"{k}: {v}" for k, v in counts.items() if k != "photos") + ")")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,6 @@ keeps the human corrections (they live in their own table; see db.py).
 from __future__ import annotations
 
 import csv
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -107,16 +106,6 @@ def _check_column_name(name: str, where) -> None:
     if not name.replace("_", "").isalnum():
         raise ValueError(f"{where}: listing column {name!r}: use letters, digits and _ so that it can be "
                          f"searched (price<500000)")
-
-
-def as_number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        v = float(text.replace(",", "").replace(" ", "").replace("\u00a0", ""))
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
 
 
 @dataclass
@@ -258,7 +247,7 @@ def _ensure_listings(conn, ids: set[str]) -> None:
     id_list = sorted(ids)
     for start in range(0, len(id_list), 500):
         have.update(conn.execute(select(db.listings.c.id).where(db.listings.c.id.in_(id_list[start:start + 500]))).scalars())
-    new = [{"id": i} for i in id_list if i not in have]
+    new = [{"id": i, "key": db.normalise(i)} for i in id_list if i not in have]
     if new:
         conn.execute(insert(db.listings), new)
 
@@ -270,7 +259,7 @@ def _write_listings(conn, facts: dict[str, dict[str, str]]) -> None:
     ids = sorted(facts)
     for start in range(0, len(ids), 500):
         conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(ids[start:start + 500])))
-    values = [{"listing_id": lid, "name": name, "num": as_number(text), "text": text}
+    values = [{"listing_id": lid, "name": name, "num": db.as_number(text), "text": text, "key": db.normalise(text)}
               for lid in ids for name, text in facts[lid].items() if text != ""]
     if values:
         conn.execute(insert(db.listing_facts), values)

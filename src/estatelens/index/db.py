@@ -9,14 +9,17 @@ join to the corrections.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
                         Table, Text, create_engine, delete, event, inspect, select, update)
+from sqlalchemy.exc import ArgumentError, DatabaseError
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 
 SCHEMA_VERSION = 1
 ROOM_TYPE = "room_type"  # the correction target for the room type; any other target is an attribute
@@ -29,42 +32,44 @@ meta = Table("meta", metadata,
              Column("value", Text, nullable=False))
 
 listings = Table("listings", metadata,
-                 Column("id", String(200), primary_key=True))
+                 Column("id", Text, primary_key=True),
+                 Column("key", Text, nullable=False, index=True))  # the id case-folded (normalise)
 
 listing_facts = Table("listing_facts", metadata,
-                      Column("listing_id", String(200), ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True),
-                      Column("name", String(100), primary_key=True),
+                      Column("listing_id", Text, ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True),
+                      Column("name", Text, primary_key=True),
                       Column("num", Float),  # the value as a number where it reads as one
                       Column("text", Text),  # the value as written
+                      Column("key", Text),  # the text case-folded in Python (SQL lower() folds ASCII only)
                       Index("ix_listing_facts_name_num", "name", "num"))
 
 photos = Table("photos", metadata,
                Column("id", Integer, primary_key=True, autoincrement=True),
                Column("path_key", Text, nullable=False, unique=True),  # absolute path: identifies the photo
-               Column("listing_id", String(200), ForeignKey("listings.id", ondelete="SET NULL"), index=True),
+               Column("listing_id", Text, ForeignKey("listings.id", ondelete="SET NULL"), index=True),
                Column("origin", String(16), nullable=False, default="index"),  # "index" or "upload"
                Column("status", Text, nullable=False),  # "ok" or why the file could not be tagged
-               Column("room_type_predicted", String(100)),
+               Column("room_type_predicted", Text),
                Column("room_probability", Float),  # the model's probability of room_type_predicted
-               Column("room_type", String(100), index=True),  # effective: the correction, else the prediction
+               Column("room_type", Text, index=True),  # effective: the correction, else the prediction
                Column("room_corrected", Boolean, nullable=False, default=False),
                Column("width", Integer),
                Column("height", Integer),
                Column("file_size", Integer),
                Column("file_mtime", Float),
-               Column("model", String(200)),
+               Column("model", Text),
                Column("model_version", String(64)),
                Column("tagged_at", DateTime(timezone=True)))
 
 room_scores = Table("room_scores", metadata,
                     Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-                    Column("room", String(100), primary_key=True),
+                    Column("room", Text, primary_key=True),
                     Column("probability", Float, nullable=False),
                     Index("ix_room_scores_room_probability", "room", "probability"))
 
 attributes = Table("attributes", metadata,
                    Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-                   Column("name", String(100), primary_key=True),
+                   Column("name", Text, primary_key=True),
                    Column("probability", Float, nullable=False),  # the model's
                    Column("threshold", Float, nullable=False),  # the head's operating threshold (or 0.5)
                    Column("value", Float, nullable=False),  # effective: 1 / 0 when corrected, else probability
@@ -73,8 +78,8 @@ attributes = Table("attributes", metadata,
 
 corrections = Table("corrections", metadata,
                     Column("photo_id", Integer, ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True),
-                    Column("target", String(100), primary_key=True),  # "room_type" or an attribute name
-                    Column("value", String(100), nullable=False),  # a room type, or "yes" / "no"
+                    Column("target", Text, primary_key=True),  # "room_type" or an attribute name
+                    Column("value", Text, nullable=False),  # a room type, or "yes" / "no"
                     Column("corrected_at", DateTime(timezone=True), nullable=False))
 
 
@@ -97,15 +102,18 @@ def connect(db: str | os.PathLike, create: bool = True) -> Engine:
         path = Path(url[len("sqlite:///"):])
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such index (build one with `estatelens index PHOTOS --db {db}`)")
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        try:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
             engine = create_engine(url, pool_pre_ping=True)
-        except ImportError as e:
-            raise ImportError(f"{_safe_url(url)}: the database driver is missing ({e}); "
-                              f"pip install 'psycopg[binary]' for PostgreSQL") from None
+    except ImportError as e:
+        raise ImportError(f"{_safe_url(url)}: the database driver is missing ({e}); "
+                          f"pip install 'psycopg[binary]' for PostgreSQL") from None
+    except ArgumentError as e:  # includes an unknown dialect (foo://)
+        raise ValueError(f"{_safe_url(url)}: not a database this can open ({e}); give a SQLite file "
+                         f"or a postgresql:// URL") from None
     try:
         if create:
             metadata.create_all(engine)
@@ -115,8 +123,14 @@ def connect(db: str | os.PathLike, create: bool = True) -> Engine:
         elif not inspect(engine).has_table("photos"):
             raise FileNotFoundError(f"{_safe_url(url)}: holds no estatelens index "
                                     f"(build one with `estatelens index PHOTOS --db ...`)")
-    except OperationalError as e:
+    except DatabaseError as e:  # cannot connect, not a database file, ...
         raise ValueError(f"{_safe_url(url)}: cannot open the database: {str(e.orig).strip()}") from None
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            encoding = conn.exec_driver_sql("SHOW server_encoding").scalar()
+        if encoding != "UTF8":
+            raise ValueError(f"{_safe_url(url)}: the database's encoding is {encoding}; the index needs UTF8 "
+                             f"(CREATE DATABASE ... ENCODING 'UTF8')")
     return engine
 
 
@@ -136,6 +150,33 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")  # the web app reads while an index run writes
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def normalise(text: str) -> str:
+    """How words, listing ids and text columns are compared: Unicode NFC, case-folded in Python
+    (SQL lower() folds only ASCII on SQLite: Örebro would not match örebro)."""
+    return unicodedata.normalize("NFC", text).casefold().strip()
+
+
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}([,\u00a0 ]\d{3})+(\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def as_number(text: str | None) -> float | None:
+    """A listing value as a number, where it reads as one: 500000, 1,250,000 and 1 250 000 (digit
+    groups of three), 72.5 and the Swedish 72,5 (a comma followed by other than three digits)."""
+    if text is None:
+        return None
+    t = text.strip()
+    if _THOUSANDS.match(t):
+        t = re.sub(r"[,\u00a0 ]", "", t)
+    elif _DECIMAL_COMMA.match(t):
+        t = t.replace(",", ".")
+    try:
+        v = float(t)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
 
 
 def now() -> datetime:

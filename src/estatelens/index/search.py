@@ -9,9 +9,11 @@ A query is words and filters, in any order:
   `fireplace=no`, `price<500000`, `listing=12`, `corrected=yes`); a field is `room`, an attribute,
   `listing`, `corrected`, or a listing column (`pris` and `boarea` are read as price and area, and a
   column named `price_usd` answers to `price` where no column is called `price`);
+- "without", "no", "utan" before a word negate it (`kitchen without fireplace`);
 - a word such as "listings", "houses", "homes" or "bostäder" (or level="listing") asks for
   listings instead of photos: each word and photo filter must be met by some photo of the listing
-  (`listings with a balcony and a fireplace`).
+  (`listings with a balcony and a fireplace`), and a negative one by none of them (`listings
+  without a balcony` has no photo with one; `listings fireplace<0.2` none with fireplace>=0.2).
 
 Results are ranked by confidence: a photo's score is the product of its probabilities for the terms
 asked (the room type's probability, each attribute's probability; 1 or 0 where a person corrected
@@ -21,13 +23,13 @@ tags ("good", "condition") are returned in `ignored`, never silently dropped.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
+from datetime import timezone
 
 from sqlalchemy import and_, case, exists, false, func, literal, select, true
 
 from . import db
-from .build import as_number
+from .db import as_number, normalise
 
 ROOM_WORDS = {
     "bathroom": ["bathroom", "bath", "toilet", "wc", "washroom", "restroom", "shower room", "shower",
@@ -58,17 +60,14 @@ STOP_WORDS = {"a", "an", "the", "with", "and", "or", "in", "of", "on", "that", "
               "showing", "me", "find", "all", "any", "some", "room", "rooms", "a", "to", "for",
               "med", "och", "eller", "i", "en", "ett", "som", "har", "bild", "bilder", "på", "av", "där",
               "alla", "visa", "hitta", "finns", "det", "den"}
+NEGATIONS = {"without", "no", "not", "utan", "ingen", "inget", "inte"}
 COLUMN_ALIASES = {"pris": "price", "utgångspris": "price", "boarea": "area", "yta": "area", "kvm": "area",
                   "postnummer": "zipcode", "zip": "zipcode"}
-ROOM_FIELDS = {"room", "room_type", "rum", "rumstyp", "type"}
+ROOM_FIELDS = {"room", "room_type", "rumstyp"}
 LISTING_FIELDS = {"listing", "listing_id", "house_id", "annons"}
 OPS = ("!=", ">=", "<=", "=", "<", ">", ":")
 MAX_PER_PAGE = 200
 _FILTER = re.compile(r"^([^\s=!<>:]+)(!=|>=|<=|=|<|>|:)(.+)$")
-
-
-def normalise(text: str) -> str:
-    return unicodedata.normalize("NFC", text).casefold().strip()
 
 
 @dataclass
@@ -157,37 +156,48 @@ def parse_query(text: str, vocab: Vocabulary, level: str | None = None) -> Query
     if level not in (None, "photo", "listing"):
         raise QueryError(f"level must be 'photo' or 'listing', not {level!r}")
     q = Query(text, level or "photo")
-    # "price < 500000" -> "price<500000", so that a filter is one token.
+    # "price < 500 000" -> "price<500000", so that a filter is one token.
     spaced = re.sub(r"\s*(!=|>=|<=|=|<|>)\s*", r"\1", normalise(text or ""))
+    spaced = re.sub(r"(?<=\d)[ \u00a0](?=\d{3}(?!\d))", "", spaced)
     tokens = [t.strip(",.;!?\"'()") for t in spaced.split()]
     tokens = [t for t in tokens if t]
     phrases = vocab.phrases()
     longest = max((len(p.split()) for p in phrases), default=1)
     rooms: list[tuple[str, str]] = []
+    negate = ""  # "without" / "utan" / "no" just before a word negates it
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         m = _FILTER.match(tok)
         if m:
             _add_filter(q, vocab, phrases, *m.groups(), said=tok)
+            negate = ""
             i += 1
             continue
         for n in range(min(longest, len(tokens) - i), 0, -1):
             phrase = " ".join(tokens[i:i + n])
             hit = phrases.get(phrase) or (phrases.get(_singular(phrase)) if n == 1 else None)
             if hit:
-                if hit[0] == "room":
-                    rooms.append((hit[1], phrase))
+                said = f"{negate} {phrase}".strip()
+                if hit[0] == "room" and not negate:
+                    rooms.append((hit[1], said))
+                elif hit[0] == "room":
+                    q.terms.append(Term("room", hit[1], "not", said=said))
                 else:
-                    q.terms.append(Term("attribute", hit[1], "yes", said=phrase))
+                    q.terms.append(Term("attribute", hit[1], "no" if negate else "yes", said=said))
+                negate = ""
                 i += n
                 break
         else:
-            if tok in LISTING_WORDS:
+            if tok in NEGATIONS:
+                negate = tok
+            elif tok in LISTING_WORDS:
                 q.level = level or "listing"
-            elif tok not in STOP_WORDS and not (tok.isdigit() and len(tok) < 3):
+            elif tok not in STOP_WORDS:
                 q.ignored.append(tok)
             i += 1
+    if negate:
+        q.ignored.append(negate)
     if rooms:
         if q.level == "photo":  # "kitchen bathroom": a photo of either
             names = list(dict.fromkeys(r for r, _ in rooms))
@@ -207,6 +217,9 @@ def _singular(word: str) -> str:
 
 def _add_filter(q: Query, vocab: Vocabulary, phrases: dict, name: str, op: str, value: str, said: str) -> None:
     op = "=" if op == ":" else op
+    if name in vocab.columns and name not in ROOM_FIELDS:  # a listing column of that very name comes first
+        q.listing_filters.append(ListingFilter(name, op, value, said))
+        return
     if name in ROOM_FIELDS:
         room = phrases.get(value) or phrases.get(value.replace("_", " "))
         if not room or room[0] != "room":
@@ -274,15 +287,26 @@ def _term_sql(term: Term, n: int, from_):
     return from_, _compare(a.c.value, term.op, term.value), a.c.value if term.op in (">", ">=", "=") else 1.0 - a.c.value
 
 
+_OPPOSITE_OPS = {"no": "yes", "not": "yes", "<": ">=", "<=": ">", "!=": "="}
+
+
+def _opposite(term: Term) -> Term | None:
+    """For a negative term, the positive one no photo of a listing may meet; None for a positive term."""
+    if term.op not in _OPPOSITE_OPS:
+        return None
+    return Term(term.kind, term.name, _OPPOSITE_OPS[term.op], term.value, term.said)
+
+
 def _listing_condition(f: ListingFilter, listing_col):
-    if not f.column:  # the query is case-folded; listing ids are matched without case
-        return _compare(func.lower(listing_col), f.op, f.value)
+    if not f.column:  # the query is case-folded: listing ids are matched on their folded key
+        L = db.listings
+        return exists().where(L.c.id == listing_col, _compare(L.c.key, f.op, f.value))
     F = db.listing_facts
     num = as_number(f.value)
     if num is not None:
         cond = _compare(F.c.num, f.op, num)
     elif f.op in ("=", "!="):
-        cond = _compare(func.lower(F.c.text), f.op, f.value)
+        cond = _compare(F.c.key, f.op, f.value)
     else:
         raise QueryError(f"{f.said}: {f.value!r} is not a number; compare text with = or !=")
     return exists().where(F.c.listing_id == listing_col, F.c.name == f.column, cond)
@@ -333,7 +357,10 @@ def _listing_search(conn, q: Query, page: int, per_page: int) -> tuple[int, list
     L = db.listings
     from_, score = L, None
     subs = []
-    photo_terms = list(q.terms)
+    # A negative term ("without a balcony", fireplace<0.2, room!=bedroom) means, for a listing,
+    # that none of its photos has the opposite; a positive one, that some photo meets it.
+    photo_terms = [t for t in q.terms if _opposite(t) is None]
+    none_of = [_opposite(t) for t in q.terms if _opposite(t) is not None]
     for n, term in enumerate(photo_terms):
         f, cond, s = _term_sql(term, n, P)
         extra = [_corrected_condition(q.corrected)] if q.corrected is not None else []
@@ -344,6 +371,9 @@ def _listing_search(conn, q: Query, page: int, per_page: int) -> tuple[int, list
         from_ = from_.join(sub, sub.c.lid == L.c.id)
         score = sub.c.s if score is None else score * sub.c.s
     conds = [_listing_condition(f, L.c.id) for f in q.listing_filters]
+    for n, term in enumerate(none_of, start=len(photo_terms)):
+        f, cond, _ = _term_sql(term, n, P)
+        conds.append(~exists(select(P.c.id).select_from(f).where(P.c.listing_id == L.c.id, P.c.status == "ok", cond)))
     if not photo_terms:
         # Listings with at least one photo (and, with corrected=..., one photo corrected or not).
         has = exists().where(P.c.listing_id == L.c.id, P.c.status == "ok",
@@ -384,7 +414,7 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
         scores.setdefault(s.photo_id, {})[s.room] = round(s.probability, 4)
     fixes: dict[int, dict] = {}
     for c in conn.execute(select(db.corrections).where(db.corrections.c.photo_id.in_(ids))):
-        fixes.setdefault(c.photo_id, {})[c.target] = {"value": c.value, "at": c.corrected_at.isoformat()}
+        fixes.setdefault(c.photo_id, {})[c.target] = {"value": c.value, "at": _utc(c.corrected_at)}
     out = []
     for pid in ids:
         r = rows.get(pid)
@@ -403,7 +433,7 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
                                                                                key=lambda kv: -kv[1])),
             "attributes": a, "corrections": fixes.get(pid, {}), "width": r.width, "height": r.height,
             "model": r.model, "model_version": r.model_version,
-            "tagged_at": r.tagged_at.isoformat() if r.tagged_at else None})
+            "tagged_at": _utc(r.tagged_at)})
     return out
 
 
@@ -427,6 +457,14 @@ def listing_records(conn, listing_ids: list[str]) -> list[dict]:
 def listing_record(conn, listing_id: str) -> dict | None:
     recs = listing_records(conn, [listing_id])
     return recs[0] if recs else None
+
+
+def _utc(t) -> str | None:
+    """ISO time in UTC with its offset, the same on both databases (SQLite returns times without
+    their zone; they were written in UTC)."""
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
 
 
 def _fact_value(num: float | None, text: str):

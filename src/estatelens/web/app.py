@@ -16,8 +16,11 @@ import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as FastAPIPath
+from starlette.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -37,6 +40,8 @@ IMAGE_SIDE = 1600
 UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 CACHE_ITEMS = 2000
 MULTIPART_OVERHEAD = 16 * 1024  # form boundaries and the listing_id field around the file
+MAX_JSON_BODY = 4096  # a correction is {"value": "living_room"}
+PhotoId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1, description="the photo's id in the index")]
 
 
 class Correction(BaseModel):
@@ -77,7 +82,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
     """The app over index `database`; `model` tags uploads and draws heatmaps."""
     if not token:
         raise ValueError("a write token is required (serve makes one up when none is given)")
-    engine = db.connect(database)
+    engine = db.connect(database, create=False)  # a mistyped --db is an error, not an empty index
     bundle = load_bundle(model)
     bundle.session(threads)
     model_name, model_version = build.model_identity(bundle)
@@ -116,19 +121,22 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return rec, path
 
     @app.middleware("http")
-    async def refuse_uploads_early(request: Request, call_next):
-        """Token and size of an upload are checked before its body is read, so that nobody can
-        make the server receive and parse a large body without the token."""
-        if request.method == "POST" and request.url.path == "/api/photos":
+    async def refuse_writes_early(request: Request, call_next):
+        """The token and the declared size of every write are checked before its body is read, so
+        that nobody without the token can make the server receive and parse a body."""
+        if request.method not in ("GET", "HEAD", "OPTIONS") and request.url.path.startswith("/api/"):
             try:
                 require_token(request)
             except HTTPException as e:
                 return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
+            upload = request.method == "POST" and request.url.path == "/api/photos"
+            limit = max_upload_bytes + MULTIPART_OVERHEAD if upload else MAX_JSON_BODY
             declared = request.headers.get("content-length")
-            if declared is None or not declared.isdigit():
-                return JSONResponse({"detail": "an upload must say its Content-Length"}, status_code=411)
-            if int(declared) > max_upload_bytes + MULTIPART_OVERHEAD:
-                return JSONResponse({"detail": f"upload too large: over {max_upload_bytes} bytes"}, status_code=413)
+            if declared is None and (upload or request.headers.get("transfer-encoding")):
+                return JSONResponse({"detail": "a request with a body must say its Content-Length"}, status_code=411)
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                what = f"upload too large: over {max_upload_bytes} bytes" if upload else "request body too large"
+                return JSONResponse({"detail": what}, status_code=413)
         return await call_next(request)
 
     @app.get("/api/health", summary="Is the service up; what it serves")
@@ -154,18 +162,18 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
             raise HTTPException(400, str(e)) from None
 
     @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing")
-    def photo(photo_id: int) -> dict:
+    def photo(photo_id: PhotoId) -> dict:
         return photo_or_404(photo_id)
 
     @app.get("/api/photos/{photo_id}/thumbnail", summary="The photo, at most 360 px on its short side (JPEG)",
              response_class=Response)
-    def thumbnail(photo_id: int) -> Response:
+    def thumbnail(photo_id: PhotoId) -> Response:
         return Response(_rendered(photo_id, THUMB_SIDE, thumbs), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/photos/{photo_id}/image", summary="The photo, at most 1600 px on its long side (JPEG)",
              response_class=Response)
-    def image(photo_id: int) -> Response:
+    def image(photo_id: PhotoId) -> Response:
         return Response(_rendered(photo_id, IMAGE_SIDE, None), media_type="image/jpeg")
 
     def _rendered(photo_id: int, side: int, cache: _Cache | None) -> bytes:
@@ -190,7 +198,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
 
     @app.get("/api/photos/{photo_id}/heatmap/{target}", response_class=Response,
              summary="Where the model looked: Grad-CAM overlay for the room type or an attribute (JPEG)")
-    def heatmap(photo_id: int, target: str) -> Response:
+    def heatmap(photo_id: PhotoId, target: str) -> Response:
         rec, path = photo_file(photo_id)
         if rec["status"] != "ok":
             raise HTTPException(409, f"photo {photo_id} could not be tagged ({rec['status']})")
@@ -223,7 +231,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
 
     @app.put("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
              summary="Correct the room type (target room_type) or an attribute (yes/no)")
-    def put_correction(photo_id: int, target: str, body: Correction) -> dict:
+    def put_correction(photo_id: PhotoId, target: str, body: Correction) -> dict:
         try:
             review.correct(engine, photo_id, target, body.value)
         except review.NotFound as e:
@@ -234,7 +242,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
 
     @app.delete("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
                 summary="Remove a correction: the model's prediction holds again")
-    def delete_correction(photo_id: int, target: str) -> dict:
+    def delete_correction(photo_id: PhotoId, target: str) -> dict:
         try:
             review.uncorrect(engine, photo_id, target)
         except review.NotFound as e:
@@ -253,6 +261,10 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         listing_id = (listing_id or "").strip() or None
         if listing_id is not None and len(listing_id) > 200:
             raise HTTPException(422, "listing_id is longer than 200 characters")
+        # Decoding, the network and the database run in a worker thread: the server keeps answering.
+        return await run_in_threadpool(store_upload, data, ext, listing_id, file.filename or "upload")
+
+    def store_upload(data: bytes, ext: str, listing_id: str | None, filename: str) -> dict:
         uploads.mkdir(parents=True, exist_ok=True)
         dest = uploads / f"{uuid.uuid4().hex}{ext}"  # our name, never the client's
         tmp = dest.with_name("." + dest.name + ".part")
@@ -261,7 +273,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         rows = list(tag_photos(bundle, [str(dest)], batch_size=1, workers=1))
         if not rows[0].ok:
             dest.unlink(missing_ok=True)
-            raise HTTPException(422, f"{display_path(file.filename or 'upload')}: {rows[0].status}")
+            raise HTTPException(422, f"{display_path(filename)}: {rows[0].status}")
         st = dest.stat()
         info = {build.path_key(str(dest)): (listing_id, (st.st_size, st.st_mtime))}
         (pid,) = build.write_rows(engine, rows, info, model_name, model_version,

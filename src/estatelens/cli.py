@@ -153,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("paths", nargs="+", metavar="PATH", help="photo, folder, or .txt list of paths")
     g.add_argument("--out", default="tags.xlsx", help="output file: .xlsx, .csv, .json, .jsonl or .parquet (default tags.xlsx)")
-    g.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
     g.add_argument("--sort-into", metavar="DIR", help=(
         "also place each photo under DIR/<room type>/ (a copy unless --link); a different file of the "
         "same name already there is never overwritten (the new one gets a -2, -3... suffix)"))
@@ -168,13 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         "every attribute that fires (Grad-CAM; slower: a PyTorch pass per photo, about 12 photos/s on 2 cores); "
         "files are named <photo>-<8 hex of its path>.<room type or attribute>.jpg and listed in the "
         "heatmaps column"))
-    g.add_argument("--batch-size", type=int, default=16, help=(
-        "photos per network run (default 16: on 2 cores smaller batches keep activations in cache "
-        "and ran faster than 32 or 64)"))
-    g.add_argument("--workers", type=int, default=2, help="photo decoding threads")
-    g.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    _add_tagger_options(g)
     g.add_argument("--restart", action="store_true", help="ignore what an interrupted run left and start over")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_tag)
 
     e = sub.add_parser("evaluate", help="score a model bundle on labelled photos", description=(
@@ -278,12 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "photo -> listing: columns path,listing_id (or house_id) and any listing columns (price, area, ...); "
         "paths relative to the CSV; its photos are indexed even when no PATH is given"))
     ix.add_argument("--facts", metavar="CSV", help="more listing columns: listing_id (or house_id) and columns")
-    ix.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
     ix.add_argument("--retag", action="store_true", help="tag every photo again even when the index has it from this model")
-    ix.add_argument("--batch-size", type=int, default=16)
-    ix.add_argument("--workers", type=int, default=2, help="photo decoding threads")
-    ix.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
-    ix.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_tagger_options(ix)
     ix.set_defaults(func=cmd_index)
 
     se = sub.add_parser("search", help="search the index: words, filters, listings", description=(
@@ -341,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the registered model names")
     m.set_defaults(func=cmd_models)
     return p
+
+
+def _add_tagger_options(p: argparse.ArgumentParser) -> None:
+    """The options of every command that runs the tagger over photos (tag, index)."""
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
+    p.add_argument("--batch-size", type=int, default=16, help=(
+        "photos per network run (default 16: on 2 cores smaller batches keep activations in cache "
+        "and ran faster than 32 or 64)"))
+    p.add_argument("--workers", type=int, default=2, help="photo decoding threads")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_tag(args) -> int:

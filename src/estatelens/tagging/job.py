@@ -39,6 +39,7 @@ class TagJob:
     restart: bool = False
     progress: bool = True
     explain: str | None = None  # folder for heatmap overlays (tag --explain DIR)
+    crops: str | None = None  # crop model (tag --crops [MODEL]): adds cropped_probability and the rectangle
 
     def settings(self, bundle: ModelBundle) -> dict:
         """What must match for a journal to be resumed."""
@@ -47,7 +48,8 @@ class TagJob:
                 "attributes": {h.name: [h.graph, h.threshold, h.bias] for h in bundle.attributes},
                 "sort_into": os.path.abspath(self.sort_into) if self.sort_into else None,
                 "link": self.link, "min_confidence": self.min_confidence,
-                "explain": os.path.abspath(self.explain) if self.explain else None}
+                "explain": os.path.abspath(self.explain) if self.explain else None,
+                "crops": _crop_model_key(self.crops)}
 
 
 @dataclass
@@ -63,10 +65,22 @@ class TagSummary:
     skipped_examples: list = field(default_factory=list)
 
 
-def columns(sort_into: bool, heads: Sequence[AttributeHead] = (), explain: bool = False) -> list[str]:
+def columns(sort_into: bool, heads: Sequence[AttributeHead] = (), explain: bool = False,
+            crops: bool = False) -> list[str]:
     """The output's columns: a row's own (TagRow.to_dict is the one place they are named)."""
-    return (list(TagRow("", "").to_dict(heads)) + (["sorted_to"] if sort_into else [])
-            + (["heatmaps"] if explain else []))
+    from ..crops.detector import CROP_COLUMNS
+
+    return (list(TagRow("", "").to_dict(heads)) + (list(CROP_COLUMNS) if crops else [])
+            + (["sorted_to"] if sort_into else []) + (["heatmaps"] if explain else []))
+
+
+def _crop_model_key(crops: str | None) -> str | None:
+    """The crop model as the journal records it: its folder, or None."""
+    if not crops:
+        return None
+    from ..crops.detector import find_crop_bundle
+
+    return str(find_crop_bundle(crops).resolve())
 
 
 def journal_path(out: str | os.PathLike) -> Path:
@@ -93,6 +107,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
         log(f"resuming: {n_resumed} of {total} photos were tagged by an earlier run ({journal.name})")
     sorter = _Sorter(Path(job.sort_into), job.link) if job.sort_into else None
     heatmapper = _Heatmapper(bundle, Path(job.explain)) if job.explain else None
+    cropper = _Cropper(job.crops) if job.crops else None
 
     t0, n_new = time.time(), 0
     new_file = not journal.exists() or job.restart
@@ -109,6 +124,8 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
             record["_key"] = path_key(row.file)
             if sorter is not None:
                 record["sorted_to"] = sorter.place(row) if row.ok else None
+            if cropper is not None:
+                record.update(cropper.columns(row))
             if heatmapper is not None:
                 record["heatmaps"] = heatmapper.write(row) if row.ok else None
             pending.append(json.dumps(record, ensure_ascii=False))
@@ -134,7 +151,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
                 skipped_examples.append((record["path"], record["status"]))
             yield record
 
-    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes, bool(job.explain)))
+    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes, bool(job.explain), bool(job.crops)))
     journal.unlink()
     n_ok = sum(counts.values())
     return TagSummary(str(out), n_rows, n_ok, n_rows - n_ok, n_resumed, seconds,
@@ -208,6 +225,26 @@ class _Heatmapper:
         except PhotoError as e:  # changed on disk since it was tagged: the row stays, without heatmaps
             return f"failed: {e.reason}"
         return ";".join(display_path(str(f)) for f in files)
+
+
+class _Cropper:
+    """The crop detector's columns for a tagged photo (tag --crops): a second, small network pass
+    on the photo resized to the crop model's input."""
+
+    def __init__(self, model: str):
+        from ..crops.detector import CROP_COLUMNS, CropDetector
+
+        self.detector, self.empty = CropDetector(model), dict.fromkeys(CROP_COLUMNS)
+
+    def columns(self, row: TagRow) -> dict:
+        from ..data.images import PhotoError
+
+        if not row.ok:
+            return dict(self.empty)
+        try:
+            return self.detector.predict_file(row.file).columns()
+        except PhotoError:  # changed on disk since it was tagged: the row stays, without crop columns
+            return dict(self.empty)
 
 
 class _Sorter:

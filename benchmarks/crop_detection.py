@@ -52,6 +52,15 @@ def main() -> None:
         sys.exit(f"needs {DATA}")
     det = CropDetector("crops")
     sources = test_sources(det.settings)
+    from estatelens.crops.generator import source_key
+    from estatelens.crops.train import split_keys_hash
+
+    roots = {"houses": DATA / "houses" / "photos", "rooms-web": DATA / "rooms-web"}
+    got = split_keys_hash([source_key(os.path.abspath(p), roots[o]) for o, p in sources])
+    want = det.info.get("held_out", {}).get("test_keys_hash")
+    if got != want:
+        sys.exit(f"the bundled model's held-out photos ({want}) are not the ones found here ({got}): "
+                 f"it was trained on other data or another split, so this would test on training photos")
     rows = []
     t_pred, n_pred = 0.0, 0
     for origin, path in sources:

@@ -119,7 +119,7 @@ def test_split_is_stable_and_near_75_15_10():
     assert splits == [split_of(p) for p in paths]
     share = {k: splits.count(k) / len(paths) for k in ("train", "val", "test")}
     assert abs(share["train"] - 0.75) < 0.03 and abs(share["val"] - 0.15) < 0.02 and abs(share["test"] - 0.10) < 0.02
-    assert split_of(paths[0], seed=1) in ("train", "val", "test")
+    assert [split_of(p, seed=1) for p in paths[:200]] != splits[:200]  # the seed moves photos
 
 
 def test_variants_are_half_cropped_and_reproducible(tmp_path):
@@ -227,7 +227,7 @@ def test_tag_crops_adds_the_columns(crop_run, tmp_path):
     root, out = crop_run
     dest = tmp_path / "tags.csv"
     assert main(["tag", str(root / "p1.jpg"), str(root / "p2.jpg"), str(tmp_path / "missing.jpg"),
-                 "--crops", str(out / "crops.estatelens"), "--out", str(dest), "--quiet"]) == 0
+                 "--crops", "--crop-model", str(out / "crops.estatelens"), "--out", str(dest), "--quiet"]) == 0
     rows = list(csv.DictReader(open(dest, encoding="utf-8-sig")))
     assert len(rows) == 3
     for r in rows[:2]:
@@ -235,7 +235,8 @@ def test_tag_crops_adds_the_columns(crop_run, tmp_path):
         x0, y0, x1, y1 = (float(r[k]) for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"))
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
     assert rows[2]["status"] == "file not found" and rows[2]["cropped_probability"] == ""
-    assert main(["tag", str(root / "p1.jpg"), "--crops", str(tmp_path / "nope"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["tag", str(root / "p1.jpg"), "--crops", "--crop-model", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "x.csv")]) == 2
 
 
 def test_crops_explain_draws_the_figure(crop_run, tmp_path, capsys):
@@ -277,3 +278,39 @@ def test_the_bundled_crop_model_is_what_tag_crops_uses(tmp_path):
     direct = CropDetector("crops").predict_file(tmp_path / "a.jpg")
     assert row["cropped_probability"] == round(direct.cropped_probability, 4)
     assert 0 <= row["crop_x0"] < row["crop_x1"] <= 1 and 0 < row["crop_factor"] <= 1
+
+
+def test_the_detector_sees_a_photo_as_training_saw_an_uncropped_sample(crop_run, tmp_path):
+    """Inference preprocessing = training's: the whole photo resized once, patches centred."""
+    from estatelens.crops.detector import CropDetector
+
+    root, out = crop_run
+    det = CropDetector(out / "crops.estatelens")
+    plain = replace(det.settings, jpeg_quality=None, match_resampling=False, blur=0.0)
+    photo = textured_photo(200, 150, 21)
+    sample = render_sample(photo, np.random.default_rng(0), plain, cropped=False, jitter=False)
+    thumb, patches = det.inputs(photo)
+    assert np.allclose(thumb, det._norm(sample.image[None], "thumb")[0])
+    assert np.allclose(patches, det._norm(sample.patches, "patch"))
+    # The thumbnail-only bundle of the same run: one input, no patch positions.
+    only = CropDetector(out / "crops-thumbnail.estatelens")
+    pred = only.predict_photo(photo)
+    assert pred.positions is None and len(only.session.get_inputs()) == 1 and 0 <= pred.cropped_probability <= 1
+    assert json.loads((out / "crops.estatelens" / "crops.json").read_text())["held_out"]["seed"] == 0
+
+
+def test_simulated_crops_refuse_photos_too_small(crop_run, tmp_path):
+    root, out = crop_run
+    textured_photo(100, 90, 1).save(tmp_path / "small.jpg")
+    assert main(["crops", "explain", str(tmp_path / "small.jpg"), "--model", str(out / "crops.estatelens"),
+                 "--out", str(tmp_path), "--simulate", "0.5"]) == 2
+
+
+def test_crops_reach_every_edge_and_keep_the_grid():
+    s = CropSettings(size=96, patch=20)
+    rng = np.random.default_rng(1)
+    rects = [sample_rect(413, 389, rng, s) for _ in range(3000)]
+    assert all(x0 % 8 == 0 and y0 % 8 == 0 for x0, y0, _, _ in rects)
+    left, right = sum(r[0] == 0 for r in rects), sum(r[2] == 413 for r in rects)
+    top, bottom = sum(r[1] == 0 for r in rects), sum(r[3] == 389 for r in rects)
+    assert min(left, right, top, bottom) > 50 and abs(left - right) < 0.5 * max(left, right)

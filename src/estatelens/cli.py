@@ -153,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("paths", nargs="+", metavar="PATH", help="photo, folder, or .txt list of paths")
     g.add_argument("--out", default="tags.xlsx", help="output file: .xlsx, .csv, .json, .jsonl or .parquet (default tags.xlsx)")
-    g.add_argument("--crops", nargs="?", const="crops", metavar="MODEL", help=(
+    g.add_argument("--crops", action="store_true", help=(
         "also say whether each photo was cropped: columns cropped_probability, crop_factor and "
         "crop_x0, crop_y0, crop_x1, crop_y1 (the photo's rectangle inside its estimated original "
-        "frame, 0 to 1); MODEL is a crop bundle from train-crops (default: the bundled crops model)"))
+        "frame, 0 to 1); a second, small network pass per photo"))
+    g.add_argument("--crop-model", default="crops", metavar="MODEL", help=(
+        "with --crops: a crop bundle from train-crops (default: the bundled crops model)"))
     g.add_argument("--sort-into", metavar="DIR", help=(
         "also place each photo under DIR/<room type>/ (a copy unless --link); a different file of the "
         "same name already there is never overwritten (the new one gets a -2, -3... suffix)"))
@@ -342,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(each of 16 patches predicts where in the original frame it lies) and the fusion MLP are\n"
         "trained. Also trains the thumbnail branch alone, and scores both on the held-apart test\n"
         "photos against a trivial baseline and a probe on pixel statistics. Writes\n"
-        "OUT/crops.estatelens (use it with tag --crops OUT/crops.estatelens), OUT/metrics.json and\n"
+        "OUT/crops.estatelens (tag --crops --crop-model OUT/crops.estatelens), OUT/metrics.json and\n"
         "OUT/report.md."), formatter_class=argparse.RawDescriptionHelpFormatter)
     tc.add_argument("data", nargs="+", help="folders (or .txt lists) of uncropped photos")
     tc.add_argument("--out", default="runs/crops", help="output folder (default runs/crops)")
@@ -413,7 +415,8 @@ def cmd_tag(args) -> int:
     bundle.session(args.threads)
     job = TagJob(inputs=args.paths, out=args.out, sort_into=args.sort_into, link=args.link,
                  min_confidence=args.min_confidence, batch_size=args.batch_size, workers=args.workers,
-                 restart=args.restart, progress=not args.quiet, explain=args.explain, crops=args.crops)
+                 restart=args.restart, progress=not args.quiet, explain=args.explain,
+                 crops=args.crop_model if args.crops else None, threads=args.threads)
     s = run_tagging(bundle, job)
     print(f"{s.n_rows} files: {s.n_ok} tagged, {s.n_skipped} skipped"
           + (f" ({s.n_resumed} from the interrupted run)" if s.n_resumed else "")
@@ -799,7 +802,7 @@ def cmd_train_crops(args) -> int:
                           threads=args.threads, workers=args.workers, settings=settings)
     m = train_crops(args.data, args.out, cfg, cache_dir=args.cache_dir, progress=not args.quiet)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
-    print(f"crop model: {Path(args.out) / 'crops.estatelens'} (estatelens tag PHOTOS --crops {Path(args.out) / 'crops.estatelens'})")
+    print(f"crop model: {Path(args.out) / 'crops.estatelens'} (estatelens tag PHOTOS --crops --crop-model {Path(args.out) / 'crops.estatelens'})")
     return 0 if m else 1
 
 

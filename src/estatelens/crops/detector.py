@@ -28,7 +28,7 @@ HEADS_FILE = "heads.pt"
 DEFAULT_CROP_MODEL = "crops"
 
 
-def save_crop_bundle(path: str | os.PathLike, heads, cfg, test_scores: dict) -> Path:
+def save_crop_bundle(path: str | os.PathLike, heads, cfg, test_scores: dict, held_out: dict | None = None) -> Path:
     import torch
 
     from ..models import create_model
@@ -44,12 +44,16 @@ def save_crop_bundle(path: str | os.PathLike, heads, cfg, test_scores: dict) -> 
     torch.save(heads.state_dict(), tmp / HEADS_FILE)
     write_json(tmp / CROPS_FILE, {
         "format": 1, "kind": "crops", "estatelens_version": __version__, "settings": cfg.settings.to_dict(),
-        "backbone": cfg.backbone, "patch_backbone": patch_name, "weights": cfg.weights,
-        "patch_weights": patch_weights(cfg), "thumb_dim": heads.thumb[1].in_features,
+        "backbone": cfg.backbone, "patch_backbone": patch_name, "weights": _absolute(cfg.weights),
+        "patch_weights": _absolute(patch_weights(cfg)), "thumb_dim": heads.thumb[1].in_features,
         "patch_dim": heads.patch[1].in_features if heads.uses_patches else None, "normalise": norms,
-        "test": test_scores})
+        "test": test_scores, "held_out": held_out or {}})
     commit_folder(tmp, final)
     return final
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
 
 
 def find_crop_bundle(name_or_path: str | os.PathLike) -> Path:
@@ -94,8 +98,18 @@ class CropDetector:
         self._inputs = [i.name for i in self.session.get_inputs()]
         self._outputs = [o.name for o in self.session.get_outputs()]
 
+    @property
+    def fingerprint(self) -> str:
+        """What identifies this model: its heads and settings (journals and graph caches use it)."""
+        return hashlib.sha1((self.path / HEADS_FILE).read_bytes() + (self.path / CROPS_FILE).read_bytes()).hexdigest()[:16]
+
     def _graph(self) -> Path:
-        key = hashlib.sha1((self.path / HEADS_FILE).read_bytes() + (self.path / CROPS_FILE).read_bytes()).hexdigest()[:16]
+        # The backbones are rebuilt from their weights files, and the export code is this
+        # version's: both are part of what the cached graph depends on.
+        parts = [self.fingerprint, __version__] + [
+            f"{w}:{os.path.getsize(w)}:{os.path.getmtime(w)}" for w in (self.info.get("weights"), self.info.get("patch_weights"))
+            if w and os.path.isfile(w)]
+        key = hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
         graph = estatelens_home() / "crop-graphs" / f"{key}.onnx"
         if not graph.is_file():
             graph.parent.mkdir(parents=True, exist_ok=True)

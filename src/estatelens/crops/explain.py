@@ -35,6 +35,10 @@ def explain_crops(photos: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         truth = None
         if simulate is not None:
             s = det.settings
+            need = int(np.ceil(s.size / simulate))
+            if min(photo.size) < need:
+                raise ValueError(f"{path}: {photo.width}x{photo.height} is too small to crop at {simulate} without "
+                                 f"enlarging the crop to {s.size} px (needs {need} px on the short side)")
             rng = np.random.default_rng(stable_seed(seed, Path(path).name))
             from dataclasses import replace
 

@@ -18,17 +18,16 @@ Shortcuts a real cropped listing photo would not share, and what is done about e
   samples are therefore first shrunk by a factor g drawn like f, so that the last resize has the
   same distribution of scale factors in both classes. Nothing is ever enlarged: sources are
   filtered so that the smallest crop still covers `size` pixels.
-- **JPEG block grid.** A crop at a random offset shifts the source's 8 x 8 block grid. Crop
-  corners are snapped to multiples of 8 source pixels, and every sample (both classes) is
+- **JPEG block grid.** A crop at a random offset shifts the source's 8 x 8 block grid. A crop's
+  top-left corner is placed on multiples of 8 source pixels (its size rounded so that it can
+  still reach the right and bottom edges), and every sample (both classes) is
   re-encoded as JPEG at a random quality (75 to 95), as a portal's re-encoding would, so a fresh grid
   lies over both.
-- **Sharpness.** Even so, a crop of a small photo is enlarged relative to the whole photo by 1/f,
-  so it keeps more of the source's own softness per pixel. A real crop of a large original
-  is reduced by two or more either way, and shows no such difference. On rooms-web and houses at
-  192 px, a logistic regression on sharpness, noise and blockiness alone told crops from whole
-  photos with AUC 0.72 (0.60 at 64 px, where the reduction is large enough that only the
-  scene's scale is left). Every sample, of both classes, is therefore blurred by a Gaussian of
-  radius U(0, `blur`) px. With blur 1.0 the same regression falls to 0.57.
+- **Sharpness.** Even so, a crop of a small photo is reduced less than the whole photo (by f),
+  so it keeps more of the source's own softness per pixel; a real crop of a large original is
+  reduced by two or more either way, and shows no such difference. Every sample, of both
+  classes, is therefore blurred by a Gaussian of radius U(0, `blur`) px, so that sharpness tells
+  little (`benchmarks/crop_shortcuts.py` measures how much pixel statistics alone can tell).
 - **Borders.** A letterboxed photo (uniform bands at an edge) is uncropped in a way a crop never
   is; such sources are left out (`check_source`).
 
@@ -148,8 +147,8 @@ def source_key(path: str, root: str | os.PathLike | None = None) -> str:
     """What names a source across machines: its path relative to the folder above the DATA
     argument it was found under (rooms-web/test/kitchen/x.jpg, photos/3_kitchen.jpg), so that a
     checkout elsewhere splits and crops it the same way."""
-    if root is not None and Path(root).is_dir():
-        return Path(os.path.relpath(path, Path(root).resolve().parent)).as_posix()
+    if root is not None and Path(root).is_dir():  # both sides resolved: links and ../ spell one key
+        return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve().parent)).as_posix()
     return Path(path).name
 
 
@@ -171,15 +170,20 @@ def stable_seed(*parts) -> list[int]:
 
 def sample_rect(width: int, height: int, rng: np.random.Generator, settings: CropSettings) -> tuple[int, int, int, int]:
     """A crop rectangle (x0, y0, x1, y1) in source pixels: side fraction from the factor range,
-    aspect kept or jittered, position uniform, corners snapped to the JPEG grid."""
+    aspect kept or jittered, position uniform over the JPEG grid's positions. The size is
+    rounded up (by less than the grid step) so that the free space is a whole number of steps:
+    the crop can then touch the right and bottom edges as often as the left and top ones."""
     f = rng.uniform(*settings.factor_range)
     a = np.exp(rng.uniform(-1, 1) * np.log1p(settings.aspect_jitter)) if settings.aspect_jitter else 1.0
     fw, fh = min(0.98, f * np.sqrt(a)), min(0.98, f / np.sqrt(a))
-    cw = max(settings.size, int(round(fw * width)))
-    ch = max(settings.size, int(round(fh * height)))
     s = max(1, settings.snap)
-    x0 = int(rng.integers(0, width - cw + 1)) // s * s
-    y0 = int(rng.integers(0, height - ch + 1)) // s * s
+    box = []
+    for side, frac in ((width, fw), (height, fh)):
+        size = min(side, max(settings.size, int(round(frac * side))))
+        free = (side - size) // s  # whole grid steps of free space
+        start = int(rng.integers(0, free + 1)) * s
+        box.append((start, side - free * s))  # (start, the size rounded up to fill whole steps)
+    (x0, cw), (y0, ch) = box
     return x0, y0, x0 + cw, y0 + ch
 
 

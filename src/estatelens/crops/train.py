@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import __version__
 from ..bundle import estatelens_home, write_json
 from .generator import CropSample, CropSettings, SourceSet, collect_sources, variants_of
 from .model import CropHeads, crop_losses
@@ -150,6 +151,18 @@ def _features_for(paths: list[str], keys: dict[str, str], n_variants: int, cfg: 
     return out
 
 
+def _file_id(path: str | None) -> str | None:
+    """A weights file as cache keys know it: its absolute path and a hash of its bytes."""
+    if not path:
+        return None
+    return f"{os.path.abspath(path)}:{hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]}"
+
+
+def split_keys_hash(keys: list[str]) -> str:
+    """A hash of the keys of a split's sources: benchmarks check they test on the same photos."""
+    return hashlib.sha1("\n".join(sorted(keys)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 def _fingerprint(paths: list[str], keys: dict[str, str]) -> str:
     h = hashlib.sha1()
     for p in paths:
@@ -166,7 +179,8 @@ def cached_features(sources: SourceSet, cfg: CropTrainConfig, cache_dir: Path, p
         "sources": {k: _fingerprint(v, sources.keys) for k, v in sources.splits.items()},
         "settings": cfg.settings.to_dict(),
         "seed": cfg.seed, "variants": [cfg.variants, cfg.eval_variants], "backbone": cfg.backbone,
-        "patch_backbone": patch_name, "weights": [cfg.weights, cfg.patch_weights], "version": 1,
+        "patch_backbone": patch_name, "weights": [_file_id(cfg.weights), _file_id(patch_weights(cfg))],
+        "estatelens": __version__,
     }, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / key
     files = {sp: folder / f"{sp}.npz" for sp in SPLITS}
@@ -336,6 +350,7 @@ def train_crops(data: list[str], out: str | os.PathLike, cfg: CropTrainConfig, *
     thumb, thumb_hist = train_heads(feats, cfg, patches=False, progress=progress, desc="thumbnail only")
     metrics = {
         "config": cfg.to_dict(), "data": [str(d) for d in data], "sources": sources.counts(),
+        "test_keys_hash": split_keys_hash([sources.keys[p] for p in sources.splits["test"]]),
         "left_out": len(sources.skipped), "left_out_reasons": _reasons(sources.skipped),
         "samples": {sp: int(len(feats[sp]["cropped"])) for sp in SPLITS},
         "test": {"full": score(_predict(full, feats["test"]), feats["test"]),
@@ -350,8 +365,9 @@ def train_crops(data: list[str], out: str | os.PathLike, cfg: CropTrainConfig, *
     }
     write_json(out / "metrics.json", metrics)
     (out / "report.md").write_text(report_markdown(metrics), encoding="utf-8")
-    save_crop_bundle(out / "crops.estatelens", full, cfg, metrics["test"]["full"])
-    save_crop_bundle(out / "crops-thumbnail.estatelens", thumb, cfg, metrics["test"]["thumbnail_only"])
+    held_out = {"seed": cfg.seed, "test_keys_hash": metrics["test_keys_hash"], "data": metrics["data"]}
+    save_crop_bundle(out / "crops.estatelens", full, cfg, metrics["test"]["full"], held_out)
+    save_crop_bundle(out / "crops-thumbnail.estatelens", thumb, cfg, metrics["test"]["thumbnail_only"], held_out)
     return metrics
 
 

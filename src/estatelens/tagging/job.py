@@ -8,6 +8,7 @@ end, and the journal is then removed.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from ..bundle import ModelBundle
 from .core import UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
 from .writers import check_output_path, write_rows
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 2: the crop model is part of the settings
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TagJob:
     restart: bool = False
     progress: bool = True
     explain: str | None = None  # folder for heatmap overlays (tag --explain DIR)
+    threads: int | None = None  # ONNX Runtime threads of the crop model (the room model's are set on its session)
     crops: str | None = None  # crop model (tag --crops [MODEL]): adds cropped_probability and the rectangle
 
     def settings(self, bundle: ModelBundle) -> dict:
@@ -78,9 +80,11 @@ def _crop_model_key(crops: str | None) -> str | None:
     """The crop model as the journal records it: its folder, or None."""
     if not crops:
         return None
-    from ..crops.detector import find_crop_bundle
+    from ..crops.detector import CROPS_FILE, HEADS_FILE, find_crop_bundle
 
-    return str(find_crop_bundle(crops).resolve())
+    path = find_crop_bundle(crops).resolve()
+    digest = hashlib.sha1((path / HEADS_FILE).read_bytes() + (path / CROPS_FILE).read_bytes()).hexdigest()[:16]
+    return f"{path}:{digest}"  # a model retrained into the same folder is another model
 
 
 def journal_path(out: str | os.PathLike) -> Path:
@@ -107,7 +111,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
         log(f"resuming: {n_resumed} of {total} photos were tagged by an earlier run ({journal.name})")
     sorter = _Sorter(Path(job.sort_into), job.link) if job.sort_into else None
     heatmapper = _Heatmapper(bundle, Path(job.explain)) if job.explain else None
-    cropper = _Cropper(job.crops) if job.crops else None
+    cropper = _Cropper(job.crops, job.threads) if job.crops else None
 
     t0, n_new = time.time(), 0
     new_file = not journal.exists() or job.restart
@@ -231,10 +235,10 @@ class _Cropper:
     """The crop detector's columns for a tagged photo (tag --crops): a second, small network pass
     on the photo resized to the crop model's input."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, threads: int | None = None):
         from ..crops.detector import CROP_COLUMNS, CropDetector
 
-        self.detector, self.empty = CropDetector(model), dict.fromkeys(CROP_COLUMNS)
+        self.detector, self.empty = CropDetector(model, threads), dict.fromkeys(CROP_COLUMNS)
 
     def columns(self, row: TagRow) -> dict:
         from ..data.images import PhotoError

@@ -383,18 +383,25 @@ function listingCard(l) {
 
 // --- listing view --------------------------------------------------------------------------------
 
+// Show "Loading WHAT…", fetch URL; the data, or null when it failed (the error is shown under
+// TESTID) or when the user has moved on to another view meanwhile.
+async function loadView(what, url, testid, seq) {
+  const view = $("#view");
+  fill(view, h("p", { class: "muted loading" }, `Loading ${what}…`));
+  try {
+    const data = await getJSON(url);
+    return seq === state.seq ? data : null;
+  } catch (e) {
+    if (seq === state.seq) fill(view, backLink(), h("div", { class: "error box", testid }, e.message));
+    return null;
+  }
+}
+
 async function showListing(id, params, seq) {
   const view = $("#view");
-  fill(view, h("p", { class: "muted loading" }, "Loading listing…"));
   const matched = new Set((params.get("matched") || "").split(",").filter(Boolean).map(Number));
-  let l;
-  try {
-    l = await getJSON(`/api/listings/${encodeURIComponent(id)}`);
-  } catch (e) {
-    if (seq === state.seq) fill(view, backLink(), h("div", { class: "error box", testid: "listing-error" }, e.message));
-    return;
-  }
-  if (seq !== state.seq) return;
+  const l = await loadView("listing", `/api/listings/${encodeURIComponent(id)}`, "listing-error", seq);
+  if (!l) return;
   const facts = Object.entries(l.facts);
   fill(view, 
     backLink(),
@@ -412,15 +419,8 @@ async function showListing(id, params, seq) {
 
 async function showPhoto(id, seq) {
   const view = $("#view");
-  fill(view, h("p", { class: "muted loading" }, "Loading photo…"));
-  let p;
-  try {
-    p = await getJSON(`/api/photos/${encodeURIComponent(id)}`);
-  } catch (e) {
-    if (seq === state.seq) fill(view, backLink(), h("div", { class: "error box", testid: "photo-error" }, e.message));
-    return;
-  }
-  if (seq !== state.seq) return;
+  const p = await loadView("photo", `/api/photos/${encodeURIComponent(id)}`, "photo-error", seq);
+  if (!p) return;
   const details = h("div", { class: "details", testid: "photo-details" });
   fill(view, backLink(), h("div", { class: "photo-view" }, imagePane(p), details));
   renderDetails(details, p);

@@ -166,7 +166,7 @@ def write_markdown(r: dict, path: Path) -> None:
             lines += [f"| `{q}` | {v['level']} | {v['total']:,} | {v['median_ms']:.1f} ms |"
                       for q, v in s["per_query"].items()]
             lines.append("")
-    lines += [f"Indexing the 712 photos (tagging included): " + ", ".join(
+    lines += ["Indexing the 712 photos (tagging included): " + ", ".join(
         f"{b['backend']} {b['index_seconds']:.0f} s" for b in r["backends"]) + ".", ""]
     path.write_text("\n".join(lines))
 

@@ -16,7 +16,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from itertools import islice
+from typing import Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -111,7 +112,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
         log(f"resuming: {n_resumed} of {total} photos were tagged by an earlier run ({journal.name})")
     sorter = _Sorter(Path(job.sort_into), job.link) if job.sort_into else None
     heatmapper = _Heatmapper(bundle, Path(job.explain)) if job.explain else None
-    cropper = _Cropper(job.crops, job.threads) if job.crops else None
+    cropper = _Cropper(job.crops, job.threads, job.workers) if job.crops else None
 
     t0, n_new = time.time(), 0
     new_file = not journal.exists() or job.restart
@@ -123,18 +124,20 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
         rows = tag_photos(bundle, todo, batch_size=job.batch_size, workers=job.workers,
                           min_confidence=job.min_confidence)
         pending: list[str] = []
-        for row in rows:
-            record = row.to_dict(bundle.attributes)
-            record["_key"] = path_key(row.file)
-            if sorter is not None:
-                record["sorted_to"] = sorter.place(row) if row.ok else None
-            if cropper is not None:
-                record.update(cropper.columns(row))
-            if heatmapper is not None:
-                record["heatmaps"] = heatmapper.write(row) if row.ok else None
-            pending.append(json.dumps(record, ensure_ascii=False))
-            n_new += 1
-            bar.update(1)
+        for chunk in _chunks(rows, job.batch_size):
+            crops = cropper.columns_for(chunk) if cropper is not None else [None] * len(chunk)
+            for row, crop in zip(chunk, crops):
+                record = row.to_dict(bundle.attributes)
+                record["_key"] = path_key(row.file)
+                if sorter is not None:
+                    record["sorted_to"] = sorter.place(row) if row.ok else None
+                if crop is not None:
+                    record.update(crop)
+                if heatmapper is not None:
+                    record["heatmaps"] = heatmapper.write(row) if row.ok else None
+                pending.append(json.dumps(record, ensure_ascii=False))
+                n_new += 1
+                bar.update(1)
             if len(pending) >= job.batch_size:
                 _flush(jf, pending)
                 bar.set_postfix(photos_s=f"{n_new / max(1e-9, time.time() - t0):.0f}")
@@ -232,23 +235,45 @@ class _Heatmapper:
 
 
 class _Cropper:
-    """The crop detector's columns for a tagged photo (tag --crops): a second, small network pass
-    on the photo resized to the crop model's input."""
+    """The crop detector's columns for tagged photos (tag --crops): a second decode, in `workers`
+    threads, and one batched pass of the crop network per batch of photos."""
 
-    def __init__(self, model: str, threads: int | None = None):
+    def __init__(self, model: str, threads: int | None = None, workers: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+
         from ..crops.detector import CROP_COLUMNS, CropDetector
 
         self.detector, self.empty = CropDetector(model, threads), dict.fromkeys(CROP_COLUMNS)
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="crop-decode")
 
-    def columns(self, row: TagRow) -> dict:
-        from ..data.images import PhotoError
+    def _inputs(self, row: TagRow):
+        from ..data.images import PhotoError, read_photo
 
         if not row.ok:
-            return dict(self.empty)
+            return None
         try:
-            return self.detector.predict_file(row.file).columns()
+            return self.detector.inputs(read_photo(row.file)[0])
         except PhotoError:  # changed on disk since it was tagged: the row stays, without crop columns
-            return dict(self.empty)
+            return None
+
+    def columns_for(self, rows: list[TagRow]) -> list[dict]:
+        import numpy as np
+
+        prepared = list(self.pool.map(self._inputs, rows))
+        out = [dict(self.empty) for _ in rows]
+        good = [i for i, x in enumerate(prepared) if x is not None]
+        if good:
+            preds = self.detector.predict_inputs(np.stack([prepared[i][0] for i in good]),
+                                                 np.stack([prepared[i][1] for i in good]))
+            for i, pred in zip(good, preds):
+                out[i] = pred.columns()
+        return out
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, max(1, size))):
+        yield chunk
 
 
 class _Sorter:

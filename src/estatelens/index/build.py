@@ -245,8 +245,8 @@ def _ensure_listings(conn, ids: set[str]) -> None:
         return
     have = set()
     id_list = sorted(ids)
-    for start in range(0, len(id_list), 500):
-        have.update(conn.execute(select(db.listings.c.id).where(db.listings.c.id.in_(id_list[start:start + 500]))).scalars())
+    for chunk in db.in_lists(id_list):
+        have.update(conn.execute(select(db.listings.c.id).where(db.listings.c.id.in_(chunk))).scalars())
     new = [{"id": i, "key": db.normalise(i)} for i in id_list if i not in have]
     if new:
         conn.execute(insert(db.listings), new)
@@ -257,8 +257,8 @@ def _write_listings(conn, facts: dict[str, dict[str, str]]) -> None:
         return
     _ensure_listings(conn, set(facts))
     ids = sorted(facts)
-    for start in range(0, len(ids), 500):
-        conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(ids[start:start + 500])))
+    for chunk in db.in_lists(ids):
+        conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(chunk)))
     values = [{"listing_id": lid, "name": name, "num": db.as_number(text), "text": text, "key": db.normalise(text)}
               for lid in ids for name, text in facts[lid].items() if text != ""]
     if values:

@@ -206,13 +206,18 @@ def add_to_meta_list(conn, key: str, names: list[str]) -> None:
         set_meta(conn, key, ",".join(union))
 
 
+IN_LIST = 500  # ids per IN (...) list: SQLite and PostgreSQL bind-parameter limits stay far off
+
+
+def in_lists(ids: list) -> list[list]:
+    """`ids` cut into lists short enough for one IN (...)."""
+    return [ids[i:i + IN_LIST] for i in range(0, len(ids), IN_LIST)]
+
+
 def apply_corrections(conn, photo_ids: list[int]) -> None:
     """Recompute the effective room type and attribute values of these photos from their
     predictions and corrections."""
-    if not photo_ids:
-        return
-    for start in range(0, len(photo_ids), 500):  # keep IN lists short
-        ids = photo_ids[start:start + 500]
+    for ids in in_lists(photo_ids):
         conn.execute(update(photos).where(photos.c.id.in_(ids))
                      .values(room_type=photos.c.room_type_predicted, room_corrected=False))
         conn.execute(update(attributes).where(attributes.c.photo_id.in_(ids))
@@ -228,7 +233,6 @@ def apply_corrections(conn, photo_ids: list[int]) -> None:
 
 
 def delete_photo_predictions(conn, photo_ids: list[int]) -> None:
-    for start in range(0, len(photo_ids), 500):
-        ids = photo_ids[start:start + 500]
+    for ids in in_lists(photo_ids):
         conn.execute(delete(room_scores).where(room_scores.c.photo_id.in_(ids)))
         conn.execute(delete(attributes).where(attributes.c.photo_id.in_(ids)))

@@ -114,11 +114,17 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return recs[0]
 
     def photo_file(photo_id: int) -> tuple[dict, Path]:
-        rec = photo_or_404(photo_id)
-        path = Path(rec["path"])
+        """({status, tagged_at}, the file) from one row: every thumbnail of a grid asks, so not
+        the whole record."""
+        with engine.connect() as conn:
+            row = conn.execute(select(db.photos.c.path_key, db.photos.c.status, db.photos.c.tagged_at)
+                               .where(db.photos.c.id == photo_id)).first()
+        if row is None:
+            raise HTTPException(404, f"no photo {photo_id}")
+        path = Path(row.path_key)
         if not path.is_file():
-            raise HTTPException(410, f"photo {photo_id}: its file is no longer at {rec['path']}")
-        return rec, path
+            raise HTTPException(410, f"photo {photo_id}: its file is no longer at {row.path_key}")
+        return {"status": row.status, "tagged_at": row.tagged_at}, path
 
     @app.middleware("http")
     async def refuse_writes_early(request: Request, call_next):

@@ -69,6 +69,12 @@ def find_crop_bundle(name_or_path: str | os.PathLike) -> Path:
                             f"of that name); train one with `estatelens train-crops PHOTOS --out DIR`")
 
 
+def crop_bundle_fingerprint(path: Path) -> str:
+    """What identifies a crop model: a hash of its heads and settings (a model retrained into the
+    same folder is another model). Tag journals and the graph cache use it."""
+    return hashlib.sha1((path / HEADS_FILE).read_bytes() + (path / CROPS_FILE).read_bytes()).hexdigest()[:16]
+
+
 @dataclass
 class CropPrediction:
     cropped_probability: float
@@ -98,15 +104,10 @@ class CropDetector:
         self._inputs = [i.name for i in self.session.get_inputs()]
         self._outputs = [o.name for o in self.session.get_outputs()]
 
-    @property
-    def fingerprint(self) -> str:
-        """What identifies this model: its heads and settings (journals and graph caches use it)."""
-        return hashlib.sha1((self.path / HEADS_FILE).read_bytes() + (self.path / CROPS_FILE).read_bytes()).hexdigest()[:16]
-
     def _graph(self) -> Path:
         # The backbones are rebuilt from their weights files, and the export code is this
         # version's: both are part of what the cached graph depends on.
-        parts = [self.fingerprint, __version__] + [
+        parts = [crop_bundle_fingerprint(self.path), __version__] + [
             f"{w}:{os.path.getsize(w)}:{os.path.getmtime(w)}" for w in (self.info.get("weights"), self.info.get("patch_weights"))
             if w and os.path.isfile(w)]
         key = hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]

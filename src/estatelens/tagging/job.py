@@ -8,7 +8,6 @@ end, and the journal is then removed.
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import json
 import os
 import shutil
@@ -81,11 +80,10 @@ def _crop_model_key(crops: str | None) -> str | None:
     """The crop model as the journal records it: its folder, or None."""
     if not crops:
         return None
-    from ..crops.detector import CROPS_FILE, HEADS_FILE, find_crop_bundle
+    from ..crops.detector import crop_bundle_fingerprint, find_crop_bundle
 
     path = find_crop_bundle(crops).resolve()
-    digest = hashlib.sha1((path / HEADS_FILE).read_bytes() + (path / CROPS_FILE).read_bytes()).hexdigest()[:16]
-    return f"{path}:{digest}"  # a model retrained into the same folder is another model
+    return f"{path}:{crop_bundle_fingerprint(path)}"
 
 
 def journal_path(out: str | os.PathLike) -> Path:

@@ -21,7 +21,7 @@ from PIL import Image
 from .. import __version__
 from ..bundle import BUNDLE_SUFFIX, commit_folder, estatelens_home, onnx_session, staging_folder, write_json
 from ..data.images import read_photo
-from .generator import CropSettings, cut_patches
+from .generator import CropSettings, cut_patches, network_input
 
 CROPS_FILE = "crops.json"
 HEADS_FILE = "heads.pt"
@@ -129,8 +129,7 @@ class CropDetector:
 
     def _norm(self, images: np.ndarray, role: str) -> np.ndarray:
         n = self.info["normalise"][role]
-        x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        return (x - np.asarray(n["mean"], np.float32)[:, None, None]) / np.asarray(n["std"], np.float32)[:, None, None]
+        return network_input(images, n["mean"], n["std"])
 
     def predict_inputs(self, thumbs: np.ndarray, patches: np.ndarray) -> list[CropPrediction]:
         feed = {self._inputs[0]: thumbs.astype(np.float32)}

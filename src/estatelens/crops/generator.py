@@ -250,6 +250,13 @@ def patch_positions(offsets: np.ndarray, rect: np.ndarray, settings: CropSetting
     return row * g + col
 
 
+def network_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised as the backbone was trained. Training
+    (frozen features) and the detector (tag --crops) both go through it."""
+    x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    return (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+
+
 # --- many samples ----------------------------------------------------------------------------------
 
 @dataclass

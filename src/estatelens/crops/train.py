@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..bundle import estatelens_home, write_json
-from .generator import CropSample, CropSettings, SourceSet, collect_sources, variants_of
+from .generator import CropSample, CropSettings, SourceSet, collect_sources, network_input, variants_of
 from .model import CropHeads, crop_losses
 
 SPLITS = ("train", "val", "test")
@@ -85,19 +85,13 @@ class FrozenBackbone:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e} (the crop model's backbones are frozen, so they need pretrained weights)") from None
         self.name, self.dim = name, model.num_features
-        pre = model.preprocessing
-        self.mean = np.asarray(pre.mean, dtype=np.float32)[:, None, None]
-        self.std = np.asarray(pre.std, dtype=np.float32)[:, None, None]
+        self.mean, self.std = model.preprocessing.mean, model.preprocessing.std
         self.module = model.backbone.eval()
         self.runner = PrefixRunner(self.module, size, threads or torch.get_num_threads())
 
-    def normalise(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 as the backbone was trained on."""
-        x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        return (x - self.mean) / self.std
-
     def __call__(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
-        out = [self.runner(torch.from_numpy(self.normalise(images[i:i + batch]))) for i in range(0, len(images), batch)]
+        out = [self.runner(torch.from_numpy(network_input(images[i:i + batch], self.mean, self.std)))
+               for i in range(0, len(images), batch)]
         return np.concatenate(out).astype(np.float32)
 
 

@@ -97,8 +97,23 @@ def api(base: str, path: str, **params):
         return json.loads(r.read())
 
 
-def wait_results(page, total: int) -> None:
-    expect(page.get_by_test_id("result-count")).to_have_attribute("data-total", str(total))
+def open_page(page, url: str) -> None:
+    """Load the page and wait until its controls are wired (vocabulary read, listeners attached)."""
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "1")
+
+
+def wait_results(page, total: int, query: str | None = None, level: str | None = None) -> None:
+    """Wait for the answer to one search: the query and level the page sent, then its total.
+
+    The total alone is not enough: an older answer can have the same count as the one awaited.
+    """
+    count = page.get_by_test_id("result-count")
+    if query is not None:
+        expect(count).to_have_attribute("data-query", query)
+    if level is not None:
+        expect(count).to_have_attribute("data-level", level)
+    expect(count).to_have_attribute("data-total", str(total))
 
 
 def common_room(base: str) -> str:
@@ -118,12 +133,12 @@ def test_search_words_count_terms_and_warnings(server, page):
     base, _ = server
     room = common_room(base)
     total = api(base, "/api/search", q=label(room))["total"]
-    page.goto(base + "/")
-    wait_results(page, api(base, "/api/search", q="")["total"])
+    open_page(page, base + "/")
+    wait_results(page, api(base, "/api/search", q="")["total"], query="")
 
     page.get_by_test_id("search-input").fill(label(room))
     page.get_by_test_id("search-input").press("Enter")
-    wait_results(page, total)
+    wait_results(page, total, query=label(room))
     cards = page.get_by_test_id("results").get_by_test_id("photo-card")
     expect(cards).to_have_count(min(total, 24))
     assert set(cards.evaluate_all("cs => cs.map(c => c.dataset.room)")) == {room}
@@ -137,7 +152,7 @@ def test_search_words_count_terms_and_warnings(server, page):
     page.get_by_test_id("search-input").fill(f"{label(room)} zzqx")
     page.get_by_test_id("search-button").click()
     expect(page.get_by_test_id("ignored-warning")).to_contain_text("zzqx")
-    wait_results(page, total)
+    wait_results(page, total, query=f"{label(room)} zzqx")
 
     # A filter the server cannot run: its 400 message is shown.
     page.get_by_test_id("search-input").fill("nosuchfield=3")
@@ -149,7 +164,7 @@ def test_search_words_count_terms_and_warnings(server, page):
     expect(page.get_by_test_id("ignored-warning")).to_contain_text("zzqx")
     page.reload()
     expect(page.get_by_test_id("search-input")).to_have_value(f"{label(room)} zzqx")
-    wait_results(page, total)
+    wait_results(page, total, query=f"{label(room)} zzqx")
 
 
 def test_paging(server, page):
@@ -157,7 +172,7 @@ def test_paging(server, page):
     total = api(base, "/api/search", q="")["total"]
     per_page = 5
     pages = -(-total // per_page)
-    page.goto(f"{base}/#/search?per_page={per_page}")
+    open_page(page, f"{base}/#/search?per_page={per_page}")
     expect(page.get_by_test_id("page-info")).to_have_text(f"page 1 of {pages}")
     expect(page.get_by_test_id("prev-page")).to_be_disabled()
     first = page.get_by_test_id("photo-card").evaluate_all("cs => cs.map(c => c.dataset.id)")
@@ -180,24 +195,25 @@ def test_filter_controls_and_listing_search(server, page):
     base, _ = server
     vocab = api(base, "/api/vocabulary")
     room = common_room(base)
-    page.goto(base + "/")
-    expect(page.get_by_test_id("result-count")).to_be_visible()
+    open_page(page, base + "/")
+    wait_results(page, api(base, "/api/search", q="")["total"], query="")
 
     page.get_by_test_id("filter-room").select_option(room)
-    wait_results(page, api(base, "/api/search", q=f"room={room}")["total"])
+    wait_results(page, api(base, "/api/search", q=f"room={room}")["total"], query=f"room={room}")
     assert "room=" + room in page.url
     attr = vocab["attributes"][0]
     page.get_by_test_id(f"filter-attr-{attr}").select_option("no")
-    wait_results(page, api(base, "/api/search", q=f"room={room} {attr}=no")["total"])
+    wait_results(page, api(base, "/api/search", q=f"room={room} {attr}=no")["total"], query=f"room={room} {attr}=no")
     expect(page.get_by_test_id("interpreted")).to_contain_text(f"{label(attr)}: no")
     page.get_by_test_id("filter-clear").click()
     expect(page.get_by_test_id("filter-room")).to_have_value("")
+    wait_results(page, api(base, "/api/search", q="")["total"], query="", level="photo")
 
     # Listings under 400 000: L1 (150 000) and L2 (300 000).
     page.get_by_test_id("level-listing").click()
     page.get_by_test_id("search-input").fill("price<400000")
     page.get_by_test_id("search-input").press("Enter")
-    wait_results(page, 2)
+    wait_results(page, 2, query="price<400000", level="listing")
     expect(page.get_by_test_id("level-listing")).to_have_attribute("aria-pressed", "true")
     expect(page.get_by_test_id("interpreted")).to_contain_text("price < 400000")
     ids = page.get_by_test_id("listing-card").evaluate_all("cs => cs.map(c => c.dataset.id)")
@@ -207,7 +223,7 @@ def test_filter_controls_and_listing_search(server, page):
     want = api(base, "/api/search", q=f"{label(room)} price<400000", level="listing")
     page.get_by_test_id("search-input").fill(f"{label(room)} price<400000")
     page.get_by_test_id("search-input").press("Enter")
-    wait_results(page, want["total"])
+    wait_results(page, want["total"], query=f"{label(room)} price<400000", level="listing")
     first = want["results"][0]
     page.locator(f'[data-testid="listing-card"][data-id="{first["id"]}"]').get_by_test_id("listing-link").click()
     expect(page.get_by_test_id("listing-title")).to_have_text(f"Listing {first['id']}")
@@ -216,9 +232,42 @@ def test_filter_controls_and_listing_search(server, page):
     expect(page.get_by_test_id("matched-badge")).to_have_count(sum(p["matched"] for p in first["photos"]))
 
 
+def test_actions_faster_than_the_page_are_read_in_order(server, page):
+    """A user quicker than the page (or a page on a busy machine): "Listings", then a query typed
+    and submitted at once, while the answer for "all listings" is still on its way. The search run
+    is the last one asked for, at the level clicked, and the older answer, arriving last, is dropped."""
+    base, _ = server
+    held = []
+
+    def hold_all_listings(route):
+        url = urllib.parse.unquote_plus(route.request.url)
+        if "level=listing" in url and "price" not in url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    open_page(page, base + "/")
+    wait_results(page, api(base, "/api/search", q="")["total"], query="")
+    page.route("**/api/search?*", hold_all_listings)
+    page.evaluate("""() => {  // one task: no event of the page can run between these steps
+        document.querySelector('[data-testid="level-listing"]').click();
+        document.querySelector('[data-testid="search-input"]').value = "price<400000";
+        document.querySelector('[data-testid="search-form"]').requestSubmit();
+    }""")
+    wait_results(page, 2, query="price<400000", level="listing")
+    expect(page.get_by_test_id("level-listing")).to_have_attribute("aria-pressed", "true")
+    assert "level=listing" in page.url and "price" in urllib.parse.unquote(page.url)
+    assert len(held) == 1, "the click on Listings searched at once, before the query was submitted"
+    held[0].continue_()
+    expect(page.locator("body")).to_have_attribute("data-pending", "0")  # the older answer is in
+    wait_results(page, 2, query="price<400000", level="listing")
+    expect(page.get_by_test_id("search-input")).to_have_value("price<400000")
+    page.unroute("**/api/search?*")
+
+
 def test_photo_view_bars_and_heatmap(server, page):
     base, _ = server
-    page.goto(base + "/")
+    open_page(page, base + "/")
     first = page.get_by_test_id("photo-card").first
     photo_id = first.get_attribute("data-id")
     first.click()
@@ -271,9 +320,9 @@ def test_correct_with_token_prompt_reload_and_undo(server, page):
     assert now["attributes"][attr]["value"] == flip and now["attributes"][attr]["corrected"]
 
     # The grid marks it, and "corrected only" finds just this photo.
-    page.goto(base + "/#/search")
+    open_page(page, base + "/#/search")
     page.get_by_test_id("filter-corrected").check()
-    wait_results(page, 1)
+    wait_results(page, 1, query="corrected=yes")
     card = page.get_by_test_id("photo-card")
     expect(card).to_have_attribute("data-id", str(pid))
     expect(card.get_by_test_id("corrected-mark").first).to_be_visible()
@@ -320,7 +369,7 @@ def test_upload_opens_the_new_photo_and_shows_refusals(server, page, tmp_path):
     assert big.stat().st_size > MAX_UPLOAD
     listing = 'L9<img src=x onerror="window.__xss=1">'  # must show as text, never run
 
-    page.goto(f"{base}/?token={TOKEN}")
+    open_page(page, f"{base}/?token={TOKEN}")
     page.get_by_test_id("upload-toggle").click()
     form = page.get_by_test_id("upload-form")
     form.get_by_test_id("upload-file").set_input_files(str(text))
@@ -352,7 +401,7 @@ def test_narrow_phone_width(server, browser):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
         pg = context.new_page()
-        pg.goto(base + "/")
+        open_page(pg, base + "/")
         expect(pg.get_by_test_id("photo-card").first).to_be_visible()
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390
         pg.get_by_test_id("photo-card").first.click()

@@ -76,10 +76,17 @@ async function errorText(resp) {
   return text.trim().slice(0, 300) || `${resp.status} ${resp.statusText}`;
 }
 
+let pendingReads = 0;
+/** GET a JSON answer. body[data-pending] counts the reads on their way (0: the page is settled). */
 async function getJSON(url) {
-  const resp = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!resp.ok) throw new ApiError(resp.status, await errorText(resp));
-  return resp.json();
+  document.body.dataset.pending = String(++pendingReads);
+  try {
+    const resp = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!resp.ok) throw new ApiError(resp.status, await errorText(resp));
+    return await resp.json();
+  } finally {
+    document.body.dataset.pending = String(--pendingReads);
+  }
 }
 
 // --- notices -------------------------------------------------------------------------------------
@@ -167,8 +174,16 @@ function parseHash() {
   return { parts, params };
 }
 
+/**
+ * Show HASH now. The history entry is pushed and the view routed in the same task as the click or
+ * key that asked for it: setting location.hash would route later, on "hashchange", and whatever
+ * the user typed or clicked meanwhile would be read against the old view's controls and then
+ * overwritten by them (on a busy machine: "Listings", then a quick search, searched photos).
+ * Back, forward and plain links still arrive as "hashchange".
+ */
 function go(hash) {
-  if (location.hash === hash) route(); else location.hash = hash;
+  if (location.hash !== hash) history.pushState(history.state, "", hash);
+  route();
 }
 
 function route() {
@@ -319,7 +334,8 @@ async function showSearch(params, seq) {
   showLevel(data.level);
   const noun = data.level === "listing" ? (data.total === 1 ? "listing" : "listings") : (data.total === 1 ? "photo" : "photos");
   const head = h("div", { class: "summary" },
-    h("h1", { testid: "result-count", dataset: { total: String(data.total) } }, `${data.total.toLocaleString("en-US")} ${noun}`),
+    h("h1", { testid: "result-count", dataset: { total: String(data.total), query, level: data.level, page: String(data.page) } },
+      `${data.total.toLocaleString("en-US")} ${noun}`),
     data.pages > 1 ? h("span", { class: "muted" }, `page ${data.page} of ${data.pages}`) : null);
   const grid = h("div", { class: data.level === "listing" ? "grid listings" : "grid", testid: "results" },
     data.results.map((r) => (data.level === "listing" ? listingCard(r) : photoCard(r))));

@@ -234,6 +234,14 @@ def network_only(model: str, threads: int, batch: int = 32) -> float:
     return batch * k / (time.perf_counter() - t0)
 
 
+def write_report(out, lines: list[str], results) -> None:
+    """The Markdown report and its figures as JSON beside it (same name, .json); prints the report."""
+    out = Path(out)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    print(out.read_text())
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

@@ -41,7 +41,7 @@ def test_openapi_schema_lists_every_endpoint(client):
     assert set(paths) == {"/api/health", "/api/vocabulary", "/api/search", "/api/photos/{photo_id}",
                           "/api/photos/{photo_id}/thumbnail", "/api/photos/{photo_id}/image",
                           "/api/photos/{photo_id}/heatmap/{target}", "/api/photos/{photo_id}/corrections/{target}",
-                          "/api/photos", "/api/listings/{listing_id}", "/api/export-labels"}
+                          "/api/photos", "/api/listings/{listing_id}", "/api/export-labels", "/api/suggestions"}
     assert set(paths["/api/photos/{photo_id}/corrections/{target}"]) == {"put", "delete"}
     assert client.get("/docs").status_code == 200
 
@@ -186,6 +186,26 @@ def test_upload_refusals(client, app):
                        headers=AUTH).status_code in (415, 422)
     assert not any(app.state.upload_dir.glob("*")) if app.state.upload_dir.exists() else True  # nothing kept
     assert client.get("/api/health").json()["photos"] == 12
+
+
+def test_suggestions_are_the_least_sure_photos_of_each_room_type_and_skip_corrected_ones(client):
+    everything = client.get("/api/search", params={"per_page": 200}).json()["results"]
+    got = client.get("/api/suggestions", params={"n": 4}).json()
+    assert "least sure" in got["why"] and len(got["results"]) == 4
+    probs = [r["room_probability"] for r in got["results"]]
+    assert probs == sorted(probs)
+    by_room: dict = {}
+    for r in sorted(everything, key=lambda r: (r["room_probability"], r["id"])):
+        by_room.setdefault(r["room_type_predicted"], []).append(r["id"])
+    # Each room type the model used gives its least sure photo before any gives a second one.
+    turns = [ids[k] for k in range(4) for _, ids in sorted(by_room.items()) if k < len(ids)][:4]
+    assert {r["id"] for r in got["results"]} == set(turns)
+    least = got["results"][0]
+    assert client.put(f"/api/photos/{least['id']}/corrections/room_type", json={"value": least["room_type"]},
+                      headers=AUTH).status_code == 200
+    again = client.get("/api/suggestions", params={"n": 200}).json()["results"]
+    assert least["id"] not in [r["id"] for r in again] and len(again) == len(everything) - 1
+    assert client.get("/api/suggestions", params={"n": 0}).status_code == 422
 
 
 def test_listing_endpoint(client):

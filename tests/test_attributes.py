@@ -14,7 +14,7 @@ from PIL import Image
 from estatelens.attributes import EMBEDDING_OUTPUT, add_embedding_output, has_embedding_output
 from estatelens.bundle import load_bundle
 from estatelens.cli import main
-from estatelens.data.attribute_labels import read_attribute_labels
+from estatelens.data.attribute_labels import read_attribute_label_sources, read_attribute_labels
 from estatelens.tagging.job import columns
 from estatelens.training.attributes import choose_threshold
 
@@ -77,6 +77,22 @@ def test_unsure_rows_are_left_out_of_training_and_scoring(tmp_path):
         read_attribute_labels(tmp_path / "labels.csv", "pool")
     with pytest.raises(ValueError, match="lower-case letters"):
         read_attribute_labels(tmp_path / "labels.csv", "Fire place")
+
+
+def test_labels_from_several_sources_are_read_together_and_must_agree(tmp_path):
+    for name in ("a", "b", "c", "d"):
+        stripes("vertical", 48).save(tmp_path / f"{name}.jpg")
+    (tmp_path / "shared.csv").write_text("path,fireplace\na.jpg,yes\nb.jpg,no\n")
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "more.csv").write_text("path,fireplace,picked\n../b.jpg,no,mined\n../c.jpg,unsure,random\n"
+                                              "../d.jpg,yes,random\n")
+    both = read_attribute_label_sources([tmp_path / "shared.csv", tmp_path / "ours" / "more.csv"], "fireplace")
+    assert sorted((Path(s.path).name, s.label) for s in both.samples) == [("a.jpg", "yes"), ("b.jpg", "no"),
+                                                                         ("d.jpg", "yes")]
+    assert [Path(p).name for p in both.unsure] == ["c.jpg"]
+    (tmp_path / "ours" / "other.csv").write_text("path,fireplace\n../a.jpg,no\n")
+    with pytest.raises(ValueError, match="a.jpg: labelled 'yes' in .*shared.csv and 'no' in .*other.csv"):
+        read_attribute_label_sources([tmp_path / "shared.csv", tmp_path / "ours" / "other.csv"], "fireplace")
 
 
 def test_unsure_folder_is_left_out_and_published_splits_are_kept(tmp_path):
@@ -176,7 +192,7 @@ def test_new_attribute_plugs_into_the_bundle_and_appears_in_tag_output(tmp_path,
     assert main(["tag", str(photos), "--model", str(stripes_bundle), "--out", str(plain), "--quiet"]) == 0
     rows, before = read_csv_rows(out), {r["path"]: r for r in read_csv_rows(plain)}
     assert list(rows[0]) == columns(False, bundle.attributes)
-    assert list(rows[0])[4:6] == ["dim", "dim_probability"]  # next to the room type
+    assert list(rows[0])[5:7] == ["dim", "dim_probability"]  # next to the room type (and `unusual`)
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == 12
     for r in ok:

@@ -187,6 +187,21 @@ def test_paging(server, page):
     expect(page.get_by_test_id("page-info")).to_have_text(f"page 1 of {pages}")
 
 
+def test_label_next_lists_the_least_sure_photos_and_opens_one(server, page):
+    base, _ = server
+    want = [str(r["id"]) for r in api(base, "/api/suggestions", n=24)["results"]]
+    open_page(page, base + "/")
+    page.get_by_test_id("label-next-link").click()
+    expect(page.get_by_test_id("suggestions-title")).to_have_text("Label next")
+    cards = page.get_by_test_id("suggestions").get_by_test_id("photo-card")
+    expect(cards).to_have_count(len(want))
+    assert cards.evaluate_all("cs => cs.map(c => c.dataset.id)") == want
+    expect(page.get_by_test_id("suggestions-why")).to_contain_text("estatelens adapt")
+    cards.first.click()
+    page.wait_for_url(f"**/#/photo/{want[0]}")
+    expect(page.get_by_test_id("set-room-kitchen")).to_be_visible()
+
+
 def cards_prob(base: str, room: str) -> float:
     return api(base, "/api/search", q=label(room), per_page=1)["results"][0]["room_probability"]
 

@@ -226,3 +226,36 @@ def test_several_sources_combine_each_split_its_own_way(tmp_path):
         house_splits[s.group].add(s.split)
     assert all(len(v) == 1 for v in house_splits.values())  # a house never straddles two splits
     assert {sp for v in house_splits.values() for sp in v} == {"train", "val", "test"}
+
+
+def test_overlaid_text_marks_part_of_the_photo_and_leaves_the_rest():
+    import torch
+
+    from estatelens.data.transforms import RandomOverlayText
+
+    im = Image.new("RGB", (320, 240), (90, 120, 60))
+    torch.manual_seed(0)
+    marked = [np.asarray(RandomOverlayText(p=1.0)(im), dtype=np.int16) for _ in range(8)]
+    base = np.asarray(im, dtype=np.int16)
+    for m in marked:
+        assert m.shape == base.shape
+        changed = np.abs(m - base).max(axis=2) > 0
+        assert 0.001 < changed.mean() < 0.6  # some text, never the whole photo
+    assert len({np.abs(m - base).sum() for m in marked}) > 4  # words, places and styles vary
+    assert np.array_equal(np.asarray(RandomOverlayText(p=0.0)(im)), np.asarray(im))
+
+
+def test_train_preset_gives_a_normalised_tensor_of_the_model_size_from_any_photo():
+    import torch
+
+    from estatelens.data.preprocess import Preprocessing
+    from estatelens.data.transforms import train_preset
+
+    pre = Preprocessing(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1.0)
+    preset = train_preset(pre, text_p=1.0, jpeg_p=1.0, greyscale_p=1.0, lowres_p=1.0)
+    torch.manual_seed(1)
+    for size in ((40, 30), (97, 131), (640, 480)):
+        x = preset(stripes("vertical", 160).resize(size))
+        assert x.shape == (3, 64, 64) and x.dtype == torch.float32
+        assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+        assert torch.allclose(x[0], x[1]) and torch.allclose(x[1], x[2])  # greyscale stays greyscale

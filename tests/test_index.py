@@ -248,7 +248,10 @@ def test_attribute_and_listing_filters(listing_index):
     engine = connect(listing_index[0], create=False)
     everything = search(engine, "", per_page=50)["results"]
     probs = sorted(r["attributes"]["fireplace"]["probability"] for r in everything)
-    cut = round((probs[5] + probs[6]) / 2, 6)  # between two photos (the records round to 4 places)
+    # A cut between two photos near the middle whose probabilities differ by more than the records'
+    # rounding (4 places), so that the records tell which side each photo is on.
+    k = min((k for k in range(len(probs) - 1) if probs[k + 1] - probs[k] > 2e-4), key=lambda k: abs(k - 5))
+    cut = round((probs[k] + probs[k + 1]) / 2, 6)
     got = search(engine, f"fireplace>={cut}", per_page=50)
     assert {r["id"] for r in got["results"]} == {r["id"] for r in everything
                                                   if r["attributes"]["fireplace"]["probability"] >= cut}

@@ -26,7 +26,7 @@ YES, NO, UNSURE = "yes", "no", "unsure"
 
 # Columns the tagger writes besides the attributes' own (tests check this against TagRow):
 # an attribute of such a name would overwrite them.
-RESERVED_NAMES = frozenset({"path", "status", "room_type", "probability", "width", "height",
+RESERVED_NAMES = frozenset({"path", "status", "room_type", "probability", "unusual", "width", "height",
                             "sorted_to", "heatmaps"})
 _RESERVED_PATTERN = re.compile(r"^(class|probability)_\d+$|_probability$")
 

@@ -4,6 +4,10 @@
         model.onnx     inference graph: float image batch (N, 3, S, S) -> probabilities (N, C)
                        and the pooled embedding (N, D) that the room-type head reads
         attributes/    one NAME.json per attribute head on that embedding (see attributes.py)
+        room_head.json an adapted room-type head on that embedding (optional; see room_head.py):
+                       where present, it gives the room-type probabilities
+        rehearsal.npz  embeddings of a sample of its training photos (optional; rehearsal.py): what
+                       `estatelens adapt` rehearses on, and what "unusual" is measured against
         bundle.json    class names in order, preprocessing, model name and mode, training data
                        summary, metrics, estatelens version
         weights.pt     PyTorch state dict, to fine-tune further or add heads (optional)
@@ -26,6 +30,9 @@ from . import __version__
 from .attributes import EMBEDDING_OUTPUT, AttributeHead, load_attribute_heads
 from .data.images import open_rgb
 from .data.preprocess import Preprocessing, decode_side, eval_array
+from .ood import UnusualScorer
+from .rehearsal import load_rehearsal
+from .room_head import RoomHead, load_room_head
 
 # torch is imported only where a PyTorch model is exported or saved: loading a bundle and running
 # it through ONNX Runtime (tagging, evaluation) never pays for torch's import time and memory.
@@ -94,6 +101,8 @@ class ModelBundle:
     info: dict = field(default_factory=dict)
     _session: object = field(default=None, repr=False)
     _attributes: list | None = field(default=None, repr=False)
+    _room_head: object = field(default=False, repr=False)  # False: not looked for yet
+    _unusual: object = field(default=False, repr=False)
 
     @property
     def onnx_path(self) -> Path:
@@ -110,6 +119,30 @@ class ModelBundle:
         if self._attributes is None:
             self._attributes = load_attribute_heads(self.path, self.onnx_path)
         return self._attributes
+
+    @property
+    def room_head(self) -> RoomHead | None:
+        """The adapted room-type head (`estatelens adapt`), or None where the graph's own is used."""
+        if self._room_head is False:
+            head = load_room_head(self.path, self.onnx_path)
+            if head is not None and head.classes != self.classes:
+                raise ValueError(f"{self.path}: room_head.json's classes {head.classes} are not the "
+                                 f"bundle's {self.classes}")
+            self._room_head = head
+        return self._room_head
+
+    @property
+    def unusual(self) -> UnusualScorer | None:
+        """The out-of-distribution check (bundle.json "ood" and rehearsal.npz), or None."""
+        if self._unusual is False:
+            ood, rehearsal = self.info.get("ood"), None
+            if ood:
+                rehearsal = load_rehearsal(self.path)
+                if rehearsal is None:
+                    raise ValueError(f"{self.path}: bundle.json sets an ood threshold but rehearsal.npz is missing")
+            self._unusual = (UnusualScorer(rehearsal.embeddings[rehearsal.clean], ood["threshold"], ood.get("k", 10))
+                             if ood else None)
+        return self._unusual
 
     def weights(self, purpose: str) -> dict:
         """The PyTorch state dict in weights.pt (half precision in int8 bundles; load_state_dict
@@ -138,9 +171,14 @@ class ModelBundle:
             batch = batch.numpy()
         sess = self.session()
         names = [o.name for o in sess.get_outputs()]
-        want = [names[0]] + ([EMBEDDING_OUTPUT] if embedding and EMBEDDING_OUTPUT in names else [])
+        head = self.room_head
+        if head is not None and EMBEDDING_OUTPUT not in names:
+            raise ValueError(f"{self.onnx_path}: has no embedding output for room_head.json to read")
+        want = [names[0]] + ([EMBEDDING_OUTPUT] if (embedding or head) and EMBEDDING_OUTPUT in names else [])
         out = sess.run(want, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})
-        return out[0], (out[1] if len(out) > 1 else None)
+        emb = out[1] if len(out) > 1 else None
+        probs = head.probabilities(emb) if head is not None else out[0]
+        return probs, (emb if embedding else None)
 
     def predict_files(self, paths: Sequence[str]) -> np.ndarray:
         """Convenience for a handful of photos; batch jobs use the streaming loaders."""

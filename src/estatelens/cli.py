@@ -17,6 +17,7 @@ EPILOG = """examples:
   estatelens evaluate ../shared/data/rooms-web/test --model runs/rooms-features/model.estatelens --json m.json
   estatelens explain living-room.jpg --out heatmaps/
   estatelens train-attribute fireplace ../shared/data/attributes.csv --model rooms --out my.estatelens
+  estatelens adapt labels.csv --model rooms --out my-market.estatelens
   estatelens predict photo.jpg --model imagenet-lite0
   estatelens index ../shared/data/houses/photos --db houses.db
   estatelens search "kitchen fireplace" --db houses.db
@@ -37,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args) or 0
+    except BrokenPipeError:  # `estatelens search ... | head`: the reader has all it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush into the pipe
+        return 0
     except (OSError, ValueError, PhotoError, ImportError) as e:
         print(f"estatelens: error: {e}", file=sys.stderr)
         return 2
@@ -182,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "per_class, confusion, skipped, ...) and an HTML report."))
     e.add_argument("data")
     e.add_argument("--model", required=True, help="bundle folder or bundled model name")
-    e.add_argument("--split", choices=["train", "val", "test"], help="only this split of DATA (default: all photos)")
+    e.add_argument("--split", choices=["train", "val", "test"], help=(
+        "only this split of DATA (default: all photos); where DATA has no split folders or column, "
+        "the seeded 80/10/10 split that `train` makes"))
     e.add_argument("--json", dest="json_path", help="write the metrics here")
     e.add_argument("--report", help="report folder (default: next to --json, or ./evaluation)")
     e.add_argument("--workers", type=int, default=2)
@@ -242,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "  estatelens train-attribute pool labelled/ --model my.estatelens --precision 0.95"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("name", help="attribute name: lower-case letters, digits and _ (e.g. fireplace)")
-    a.add_argument("data", help="CSV path,NAME[,split][,group] or a folder with NAME/yes and NAME/no")
+    a.add_argument("data", nargs="+", help=(
+        "CSV path,NAME[,split][,group] or a folder with NAME/yes and NAME/no; several are read "
+        "together (e.g. the shared labels and your own)"))
     a.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle to add the head to (default {DEFAULT_MODEL})")
     a.add_argument("--out", help=(
         "write a copy of the bundle with the head added here; without it the head is added to MODEL "
@@ -389,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--seed", type=int, default=0, help="where --simulate crops")
     ce.set_defaults(func=cmd_crops_explain)
 
+    from .commands import adapt
+    adapt.add_parser(sub)
+
     m = sub.add_parser("models", help="list the registered model names")
     m.set_defaults(func=cmd_models)
     return p
@@ -531,11 +544,11 @@ def cmd_train_attribute(args) -> int:
 
     from .attributes import add_embedding_output, save_attribute_head
     from .bundle import load_bundle
-    from .data.attribute_labels import read_attribute_labels
+    from .data.attribute_labels import read_attribute_label_sources
     from .evaluation.report import plot_precision_recall
     from .training.attributes import train_attribute
 
-    labels = read_attribute_labels(args.data, args.name, seed=args.seed)
+    labels = read_attribute_label_sources(args.data, args.name, seed=args.seed)
     source = load_bundle(args.model)
     if args.out:
         target = Path(args.out)
@@ -643,7 +656,9 @@ def cmd_evaluate(args) -> int:
     from .evaluation.evaluate import evaluate_bundle
 
     bundle = load_bundle(args.model)
-    collection = load_collection(args.data, assign=False, workers=args.workers + 2)
+    # With --split, DATA without published splits is split as `train` splits it (seeded 80/10/10),
+    # so `--split test` scores exactly the photos training held apart.
+    collection = load_collection(args.data, assign=bool(args.split), workers=args.workers + 2)
     samples = collection.samples if not args.split else collection.split(args.split)
     if not samples:
         raise ValueError(f"{args.data}: no photos{' in split ' + args.split if args.split else ''}")

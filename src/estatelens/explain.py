@@ -50,8 +50,22 @@ def load_torch_model(bundle: ModelBundle):
     name = bundle.info.get("model")
     if not name:
         raise ValueError(f"{bundle.path}: bundle.json names no registered model")
-    model = create_model(name, num_classes=len(bundle.classes))
+    head = bundle.room_head
+    if head is None:
+        model = create_model(name, num_classes=len(bundle.classes))
+        model.load_state_dict(state)
+        return model.eval()
+    # An adapted bundle: the network as trained, then the head `estatelens adapt` fitted.
+    import torch
+
+    trained = [k for k in state if k.startswith("head.") and k.endswith(".weight")]
+    model = create_model(name, num_classes=int(state[trained[-1]].shape[0]) if trained else len(bundle.classes))
     model.load_state_dict(state)
+    linear = torch.nn.Linear(head.weight.shape[1], len(head.classes))
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(head.weight / head.temperature))
+        linear.bias.copy_(torch.from_numpy(head.bias / head.temperature))
+    model.head[-1] = linear
     return model.eval()
 
 

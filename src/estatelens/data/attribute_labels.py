@@ -16,6 +16,7 @@ deterministically, stratified by label (and by group when given), as for room ty
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,3 +134,25 @@ def _read_folders(root: Path, name: str) -> tuple[list[Sample], list[str], list[
             raise ValueError(f"{top}: expected folders yes/ and no/ (photos with and without {name})")
     return samples, unsure, skipped
 
+
+def read_attribute_label_sources(sources, name: str, seed: int = 0) -> AttributeLabels:
+    """Labels for NAME from several CSVs or folders (the shared labels and a team's own, say), each
+    read and split as `read_attribute_labels` does. A photo labelled in two sources must have the
+    same label in both (it is kept once); unsure in one source and yes/no in another is an error
+    too, since someone looked at it twice and saw different things."""
+    parts = [read_attribute_labels(s, name, seed) for s in sources]
+    if len(parts) == 1:
+        return parts[0]
+    seen: dict[str, tuple[str, str]] = {}
+    samples, unsure, skipped = [], [], []
+    for src, part in zip(sources, parts):
+        for path, label in [(s.path, s.label) for s in part.samples] + [(u, UNSURE) for u in part.unsure]:
+            key = os.path.realpath(path)
+            if key in seen and seen[key][0] != label:
+                raise ValueError(f"{path}: labelled {seen[key][0]!r} in {seen[key][1]} and {label!r} in {src}")
+            seen.setdefault(key, (label, str(src)))
+        fresh = [s for s in part.samples if seen[os.path.realpath(s.path)][1] == str(src)]
+        samples += fresh
+        unsure += [u for u in part.unsure if seen[os.path.realpath(u)][1] == str(src)]
+        skipped += part.skipped
+    return AttributeLabels(name, samples, unsure, skipped)

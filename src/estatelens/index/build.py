@@ -122,10 +122,13 @@ class IndexSummary:
 
 
 def model_identity(bundle: ModelBundle) -> tuple[str, str]:
-    """(name, version): the bundle folder's name and a fingerprint of its graph and attribute heads."""
+    """(name, version): the bundle folder's name and a fingerprint of its graph, its adapted room
+    head (`estatelens adapt`) and its attribute heads."""
     import hashlib
 
     h = hashlib.sha1(graph_fingerprint(bundle.onnx_path).encode())
+    if bundle.room_head is not None:
+        h.update(b"room head:" + bundle.room_head.weight.tobytes() + bundle.room_head.bias.tobytes())
     for head in bundle.attributes:
         h.update(f"{head.name}:{head.threshold}:{head.bias}:{head.weight.tobytes().hex()[:64]}".encode())
     return bundle.path.name.removesuffix(".estatelens"), h.hexdigest()[:16]
@@ -280,9 +283,11 @@ def write_rows(engine, rows: list[TagRow], info: dict, model: str, version: str,
         _ensure_listings(conn, {info.get(k, (None, None))[0] for k in keys})
         for row, key in zip(rows, keys):
             listing, stat = info.get(key, (None, None))
+            # The model's best room type, even where the tagger would say "uncertain": the index
+            # keeps every probability, and search ranks by them.
+            best = row.top[0][0] if row.ok else None
             values = {"listing_id": listing, "status": row.status,
-                      "room_type_predicted": row.room_type if row.ok else None,
-                      "room_probability": row.probability, "room_type": row.room_type if row.ok else None,
+                      "room_type_predicted": best, "room_probability": row.probability, "room_type": best,
                       "room_corrected": False, "width": row.width, "height": row.height,
                       "file_size": stat[0] if stat else None, "file_mtime": stat[1] if stat else None,
                       "model": model, "model_version": version, "tagged_at": stamp, "origin": origin}

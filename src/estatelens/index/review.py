@@ -100,3 +100,28 @@ def export_labels(engine, out: str | os.PathLike, target: str = "all") -> dict:
     counts = {"photos": len(by_photo), "room_type": sum(1 for r in by_photo.values() if "label" in r)}
     counts.update({a: sum(1 for r in by_photo.values() if a in r) for a in attr_cols})
     return counts
+
+
+def suggest_for_labelling(engine, n: int = 24) -> list[dict]:
+    """Photos whose correction would teach `estatelens adapt` the most: those the model is least
+    sure of (lowest room-type probability), taken in turn from each room type it guessed, so that
+    one confusing kind of photo does not fill the list. Corrected photos are left out."""
+    from .search import photo_records
+
+    P = db.photos
+    with engine.connect() as conn:
+        rooms = [r for (r,) in conn.execute(select(P.c.room_type_predicted).where(P.c.status == "ok")
+                                            .group_by(P.c.room_type_predicted)) if r]
+        per_room = []
+        for room in sorted(rooms):
+            uncorrected = ~select(db.corrections.c.photo_id).where(db.corrections.c.photo_id == P.c.id).exists()
+            per_room.append([i for (i,) in conn.execute(
+                select(P.c.id).where(P.c.status == "ok", P.c.room_type_predicted == room, uncorrected)
+                .order_by(P.c.room_probability, P.c.id).limit(n))])
+        ids: list[int] = []
+        for k in range(n):
+            for ranked in per_room:
+                if k < len(ranked) and len(ids) < n:
+                    ids.append(ranked[k])
+        records = photo_records(conn, ids)
+    return sorted(records, key=lambda r: (r["room_probability"], r["id"]))

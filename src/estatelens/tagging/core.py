@@ -47,6 +47,7 @@ class TagRow:
     height: int | None = None
     attributes: dict[str, float] | None = None  # attribute -> probability
     scores: dict[str, float] | None = None  # every room type -> probability (the index keeps them all)
+    unusual: float | None = None  # how unlike the bundle's training photos (ood.py); None where it cannot tell
 
     @property
     def path(self) -> str:
@@ -61,7 +62,8 @@ class TagRow:
         or above the head's operating threshold, else "no"; empty for a head without one) and
         NAME_probability."""
         row = {"path": self.path, "status": self.status, "room_type": self.room_type,
-               "probability": self.probability}
+               "probability": self.probability,
+               "unusual": None if self.unusual is None else round(self.unusual, 4)}
         for head in heads:
             p = self.attributes.get(head.name) if self.attributes else None
             row[head.name] = None if p is None else head.says(p)
@@ -123,8 +125,11 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
                min_confidence: float = 0.0) -> Iterator[TagRow]:
     """Yield a TagRow per path, in order (decoding and the network overlap: see `predict_stream`).
 
-    Below `min_confidence`, room_type is "uncertain" (the top classes still say what was guessed)."""
+    Below `min_confidence`, or farther from the bundle's training photos than its "ood" threshold
+    (a floor plan, a text card: nothing it learned from), room_type is "uncertain"; the top
+    classes still say what was guessed."""
     classes = bundle.classes
+    far = bundle.unusual.threshold if bundle.unusual is not None else None
     for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers, attributes=True):
         w, h = pred.size if pred.size else (None, None)
         if pred.probs is None:
@@ -134,6 +139,7 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
         order = np.argsort(-p)[:TOP_K]
         top = [(classes[k], round(float(p[k]), 4)) for k in order]
         room, prob = top[0]
-        sure = float(p[order[0]]) >= min_confidence
+        sure = float(p[order[0]]) >= min_confidence and not (far is not None and pred.unusual > far)
         scores = {c: float(v) for c, v in zip(classes, p)}
-        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores)
+        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores,
+                     pred.unusual)

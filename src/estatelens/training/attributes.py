@@ -72,7 +72,10 @@ class EmbeddingCache:
     @staticmethod
     def key(path: str, view: int, seed: int) -> str:
         st = os.stat(path)
-        return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{view}|{seed if view else 0}"
+        from ..data.transforms import AUGMENTATION_VERSION
+
+        augmented = f"{seed}|a{AUGMENTATION_VERSION}" if view else "0"
+        return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{view}|{augmented}"
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

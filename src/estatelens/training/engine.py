@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..bundle import ModelBundle, save_bundle
 from ..data.dataset import PhotoCollection
 from ..data.loader import LabelledPhotos, make_loader
-from ..data.transforms import decode_side, eval_preset, train_preset
+from ..data.transforms import AUGMENTATION_VERSION, decode_side, eval_preset, train_preset
 from ..models import Classifier, create_model
 from .calibration import fit_temperature
 from .config import TrainConfig
@@ -288,7 +288,7 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
     for p in trainable_params:
         p.requires_grad_(True)
     key_parts = dict(model=config.model, weights=config.weights, block=from_block, mode=config.mode,
-                     pre=pre.to_dict(), seed=config.seed)
+                     pre=pre.to_dict(), seed=config.seed, augmentation=AUGMENTATION_VERSION)
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     batches = {}
     for name, samples, n_views in (("train", train, config.views), ("val", val, 0)):

@@ -167,6 +167,12 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         except QueryError as e:
             raise HTTPException(400, str(e)) from None
 
+    @app.get("/api/suggestions", summary="Photos to label next: those the model is least sure of, across room types")
+    def suggestions(n: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
+        return {"results": review.suggest_for_labelling(engine, n),
+                "why": "the model is least sure of these; correct them, then `estatelens export-labels` "
+                       "and `estatelens adapt` learn most from them"}
+
     @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing")
     def photo(photo_id: PhotoId) -> dict:
         return photo_or_404(photo_id)

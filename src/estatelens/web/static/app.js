@@ -4,6 +4,7 @@
  *   #/search?q=&level=&room=&attr.NAME=yes|no&corrected=1&page=&per_page=
  *   #/photo/ID
  *   #/listing/ID?matched=ID,ID   (photos that matched the listing search that led here)
+ *   #/label                      (photos to label next: those the model is least sure of)
  *
  * Every string from the server or the user is put into the page as text (textContent or
  * attributes set through the DOM), never as HTML.
@@ -193,6 +194,7 @@ function route() {
   $("#filters").hidden = !(parts.length === 0 || parts[0] === "search");
   if (parts[0] === "photo" && parts[1]) return showPhoto(parts[1], seq);
   if (parts[0] === "listing" && parts[1]) return showListing(parts[1], params, seq);
+  if (parts[0] === "label") return showSuggestions(seq);
   return showSearch(params, seq);
 }
 
@@ -429,6 +431,24 @@ async function showListing(id, params, seq) {
         h("tbody", null, facts.map(([k, v]) => h("tr", null, h("th", { scope: "row" }, Label(k)), h("td", null, factText(k, v))))))
       : h("p", { class: "muted" }, "No facts for this listing."),
     h("div", { class: "grid", testid: "listing-photos" }, l.photos.map((p) => photoCard(p, { matched: matched.has(p.id) }))));
+}
+
+// --- photos to label next ------------------------------------------------------------------------
+
+async function showSuggestions(seq) {
+  const view = $("#view");
+  const data = await loadView("photos to label", "/api/suggestions?n=24", "suggestions-error", seq);
+  if (!data) return;
+  fill(view,
+    h("div", { class: "summary" }, h("h1", { testid: "suggestions-title" }, "Label next"),
+      h("span", { class: "muted" }, `${data.results.length} photo${data.results.length === 1 ? "" : "s"}`)),
+    h("p", { class: "muted", testid: "suggestions-why" },
+      "The model is least sure of these photos. Open one and correct its room type: ",
+      h("code", null, "estatelens export-labels"), " and ", h("code", null, "estatelens adapt"),
+      " learn most from such corrections."),
+    data.results.length
+      ? h("div", { class: "grid", testid: "suggestions" }, data.results.map((p) => photoCard(p)))
+      : h("p", { class: "empty", testid: "no-suggestions" }, "Nothing left to label: every photo is corrected."));
 }
 
 // --- photo view ----------------------------------------------------------------------------------

@@ -126,6 +126,9 @@ def test_rehearsal_leaves_out_test_photos_and_a_missing_class_is_refused(tmp_pat
     r = load_rehearsal(out)
     n_old_train_val = sum(1 for p in old.rglob("*.jpg") if p.parts[-3] != "test")
     assert (r.labels < 2).sum() == 2 * n_old_train_val  # each photo as seen and in one augmented view
+    # An adapted head reads this graph's embedding: quantising under it would silently break it.
+    assert main(["quantize", str(out), "--calibration", str(old), "--out", str(tmp_path / "q.estatelens")]) == 2
+    assert "quantise the bundle first, then adapt" in capsys.readouterr().err
 
     only_h = tmp_path / "only-h"
     (only_h / "horizontal").mkdir(parents=True)

@@ -37,6 +37,9 @@ def quantize_bundle(bundle: ModelBundle | str | os.PathLike, out: str | os.PathL
     src = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
     if weights not in ("fp16", "keep", "none"):
         raise ValueError(f"weights must be fp16, keep or none, not {weights!r}")
+    if src.room_head is not None:
+        raise ValueError(f"{src.path}: is an adapted bundle (room_head.json reads its graph's embedding); "
+                         f"quantise the bundle first, then adapt the int8 copy")
     pre, side = src.preprocessing, decode_side(src.preprocessing)
     arrays = []
     for p in calibration:
@@ -71,7 +74,9 @@ def quantize_bundle(bundle: ModelBundle | str | os.PathLike, out: str | os.PathL
 
             state = torch.load(src.path / "weights.pt", map_location="cpu", weights_only=True)
             torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, tmp / "weights.pt")
-    info = dict(src.info)
+    # The new graph's embedding differs a little: the source's unusual-photo threshold and rehearsal
+    # set do not carry over (tools/add_rehearsal.py makes them for the int8 copy).
+    info = {k: v for k, v in src.info.items() if k != "ood"}
     info["quantization"] = {"method": "ONNX Runtime static QDQ, int8 weights per channel, uint8 activations",
                             "ops": list(QUANTISED_OPS), "calibration_photos": len(arrays),
                             "source_model": str(src.path), "weights_pt": weights}

@@ -93,7 +93,9 @@ def _read_csv(csv_path: Path, name: str) -> tuple[list[Sample], list[str], list[
                 skipped.append({"path": path or f"{csv_path}:{i}", "reason": f"row {i}: empty path or {name}"})
                 continue
             value = _value(raw, f"{csv_path} row {i}, column {name}")
-            full = Path(path) if Path(path).is_absolute() else base / path
+            # normpath: "../../shared/data/x.jpg" from one CSV and "shared/data/x.jpg" from another
+            # name one photo (and group by source folder in the reports).
+            full = Path(os.path.normpath(path if Path(path).is_absolute() else base / path))
             if value == UNSURE:
                 unsure.append(str(full))
                 continue

@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--symlink", dest="link", action="store_const", const="symbolic",
                    help="with --sort-into: symbolic links instead of copies")
     g.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help=(
-        "photos whose top probability is below P get room type 'uncertain' (and go to DIR/uncertain)"))
+        "photos whose top probability is below P get room type 'uncertain' (and go to DIR/uncertain), "
+        "as do photos the bundle finds unlike all it learned from (the `unusual` column)"))
     g.add_argument("--explain", metavar="DIR", help=(
         "also write heatmap overlays into DIR: where the network looked for the room type and for "
         "every attribute that fires (Grad-CAM; slower: a PyTorch pass per photo, about 12 photos/s on 2 cores); "

@@ -210,11 +210,15 @@ def save_bundle(path: str | os.PathLike, model, classes: Sequence[str],
     return bundle
 
 
+def bundle_folder(path: str | os.PathLike) -> Path:
+    """PATH as a bundle folder's name: NAME.estatelens."""
+    path = Path(path)
+    return path if path.suffix == BUNDLE_SUFFIX else path.with_name(path.name + BUNDLE_SUFFIX)
+
+
 def staging_folder(path: str | os.PathLike) -> tuple[Path, Path]:
     """(the bundle folder NAME.estatelens, an empty temporary folder beside it to write into)."""
-    path = Path(path)
-    if path.suffix != BUNDLE_SUFFIX:
-        path = path.with_name(path.name + BUNDLE_SUFFIX)
+    path = bundle_folder(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

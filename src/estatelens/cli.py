@@ -544,7 +544,7 @@ def cmd_train_attribute(args) -> int:
     import tempfile
 
     from .attributes import add_embedding_output, save_attribute_head
-    from .bundle import load_bundle
+    from .bundle import bundle_folder, load_bundle
     from .data.attribute_labels import read_attribute_label_sources
     from .evaluation.report import plot_precision_recall
     from .training.attributes import train_attribute
@@ -552,9 +552,7 @@ def cmd_train_attribute(args) -> int:
     labels = read_attribute_label_sources(args.data, args.name, seed=args.seed)
     source = load_bundle(args.model)
     if args.out:
-        target = Path(args.out)
-        if target.suffix != ".estatelens":
-            target = target.with_name(target.name + ".estatelens")
+        target = bundle_folder(args.out)
         in_place = target.resolve() == source.path.resolve()
         if not in_place and (target.exists() or target.is_symlink()):
             raise ValueError(f"{target}: already exists; choose another --out or leave --out out to add in place")

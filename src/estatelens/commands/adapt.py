@@ -45,7 +45,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..bundle import load_bundle
     from ..data.dataset import load_collection
-    from ..rehearsal import load_rehearsal
     from ..tagging.core import iter_input_paths
     from ..training.adapt import adapt_bundle, build_rehearsal
 
@@ -67,8 +66,6 @@ def run(args) -> int:
         if missing:
             raise ValueError(f"--rehearse has no photos of {', '.join(missing)}: the adapted model would forget them")
         rehearsal = build_rehearsal(bundle, samples, seed=args.seed, progress=not args.quiet)
-    elif load_rehearsal(bundle.path) is None:
-        raise ValueError(f"{bundle.path}: carries no rehearsal.npz; give --rehearse DATA with photos of its classes")
     unlabelled = list(iter_input_paths(args.unlabelled)) if args.unlabelled else []
     report = adapt_bundle(bundle, labelled, args.out, unlabelled=unlabelled, holdout=args.holdout, views=args.views,
                           seed=args.seed, min_confidence=args.min_confidence, root=root, rehearsal=rehearsal,

@@ -18,13 +18,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..attributes import graph_fingerprint
-from ..bundle import ModelBundle, load_bundle, write_json
+from ..bundle import ModelBundle, bundle_folder, commit_folder, load_bundle, staging_folder, write_json
 from ..data.dataset import Sample, _split_stratified
 from ..rehearsal import REHEARSAL_FILE, Rehearsal, load_rehearsal, save_rehearsal
 from ..room_head import RoomHead, save_room_head
@@ -102,7 +101,7 @@ def adapt_bundle(bundle: ModelBundle, labelled: Sequence[Sample], out: str | os.
 
     from .calibration import fit_temperature
 
-    out = _bundle_path(out)
+    out = bundle_folder(out)
     if out.exists():
         raise ValueError(f"{out}: already exists; choose another --out")
     rehearsal = rehearsal or load_rehearsal(bundle.path)
@@ -218,9 +217,8 @@ def _scores(old, new, x, y, classes) -> dict:
 def _write_adapted(bundle, out, classes, w, b, temperature, report, rehearsal, new_rows, remap_old) -> None:
     """The source bundle copied, plus room_head.json; its rehearsal set grows by the new photos'
     clean embeddings, so a second adaptation also remembers this market."""
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(bundle.path, tmp)
+    out, tmp = staging_folder(out)
+    shutil.copytree(bundle.path, tmp, dirs_exist_ok=True)
     (tmp / "room_head.json").unlink(missing_ok=True)
     head = RoomHead(classes, w, b, temperature, graph_fingerprint(tmp / "model.onnx"),
                     {"adapted_from": str(bundle.path)})
@@ -233,12 +231,7 @@ def _write_adapted(bundle, out, classes, w, b, temperature, report, rehearsal, n
     adapted.classes = classes
     adapted.info["adapted"] = report
     write_json(tmp / "bundle.json", adapted._manifest())
-    tmp.rename(out)
-
-
-def _bundle_path(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out if out.suffix == ".estatelens" else out.with_name(out.name + ".estatelens")
+    commit_folder(tmp, out)
 
 
 def _num(v) -> str:

@@ -40,9 +40,47 @@ def test_openapi_schema_lists_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths) == {"/api/health", "/api/vocabulary", "/api/search", "/api/photos/{photo_id}",
                           "/api/photos/{photo_id}/thumbnail", "/api/photos/{photo_id}/image",
-                          "/api/photos/{photo_id}/heatmap/{target}", "/api/photos/{photo_id}/corrections/{target}",
+                          "/api/photos/{photo_id}/heatmap/{target}", "/api/photos/{photo_id}/corrections/room_type",
+                          "/api/photos/{photo_id}/corrections/{attribute}",
                           "/api/photos", "/api/listings/{listing_id}", "/api/export-labels", "/api/suggestions"}
-    assert set(paths["/api/photos/{photo_id}/corrections/{target}"]) == {"put", "delete"}
+    for path in ("/api/photos/{photo_id}/corrections/room_type", "/api/photos/{photo_id}/corrections/{attribute}"):
+        assert set(paths[path]) == {"put", "delete"}
+
+
+def test_the_schema_lists_the_values_a_target_takes(client):
+    """Targets and corrected values are enums in the schema, from this index and model."""
+    paths = client.get("/openapi.json").json()["paths"]
+    comps = client.get("/openapi.json").json()["components"]["schemas"]
+
+    def param(path, method, name):
+        return next(p for p in paths[path][method]["parameters"] if p["name"] == name)["schema"]
+
+    assert param("/api/photos/{photo_id}/corrections/{attribute}", "put", "attribute")["enum"] == ["balcony", "fireplace"]
+    assert param("/api/photos/{photo_id}/heatmap/{target}", "get", "target")["enum"] == ["balcony", "fireplace", "room_type"]
+    assert param("/api/export-labels", "get", "target")["enum"] == ["all", "balcony", "fireplace", "room_type"]
+    assert "kitchen" in comps["RoomCorrection"]["properties"]["value"]["enum"]
+    assert comps["AttributeCorrection"]["properties"]["value"]["enum"] == ["yes", "no"]
+    # every refusal an endpoint can answer is declared, with its body's shape
+    upload = paths["/api/photos"]["post"]["responses"]
+    assert {"201", "400", "401", "403", "411", "413", "415", "422"} <= set(upload)
+    assert upload["415"]["content"]["application/json"]["schema"]["$ref"].endswith("/Problem")
+
+
+def test_refusals_keep_their_declared_shapes(client):
+    p = _first_photo(client)
+    # a value the target does not take is a validation error in FastAPI's own shape, about the body
+    bad = client.put(f"/api/photos/{p['id']}/corrections/room_type", json={"value": "garage"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "value"]
+    bad = client.put(f"/api/photos/{p['id']}/corrections/fireplace", json={"value": "maybe"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "value"]
+    # an unknown export target is refused as a parameter, never with a CLI flag's name
+    bad = client.get("/api/export-labels", params={"target": "pool"})
+    assert bad.status_code == 422 and "--target" not in bad.text
+    # a page number too large for SQL is a validation error, not a 500
+    assert client.get("/api/search", params={"page": 10**27}).status_code == 422
+    # a method the path does not take: 405, and Allow names every method the path does take
+    r = client.post(f"/api/photos/{p['id']}/corrections/room_type", headers=AUTH)
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"PUT", "DELETE"}
     assert client.get("/docs").status_code == 200
 
 
@@ -82,7 +120,7 @@ def test_photo_thumbnail_image_heatmap(client):
     heat = client.get(f"/api/photos/{p['id']}/heatmap/room_type")
     assert heat.status_code == 200 and Image.open(io.BytesIO(heat.content)).size == (320, 320)
     assert client.get(f"/api/photos/{p['id']}/heatmap/fireplace").status_code == 200
-    assert client.get(f"/api/photos/{p['id']}/heatmap/pool").status_code == 404
+    assert client.get(f"/api/photos/{p['id']}/heatmap/pool").status_code == 422  # not a target the schema lists
     for suffix in ("", "/thumbnail", "/image", "/heatmap/room_type"):
         assert client.get(f"/api/photos/99999{suffix}").status_code == 404
     assert client.get("/api/photos/abc").status_code == 422
@@ -181,7 +219,7 @@ def test_upload_refusals(client, app):
     tiny = io.BytesIO()
     stripes("vertical", 16).save(tiny, format="JPEG")
     r = client.post("/api/photos", files={"file": ("tiny.jpg", tiny.getvalue(), "image/jpeg")}, headers=AUTH)
-    assert r.status_code == 422 and "too small" in r.json()["detail"]
+    assert r.status_code == 422 and "too small" in r.json()["detail"][0]["msg"]
     assert client.post("/api/photos", files={"file": ("cut.jpg", cut[: len(cut) // 2], "image/jpeg")},
                        headers=AUTH).status_code in (415, 422)
     assert not any(app.state.upload_dir.glob("*")) if app.state.upload_dir.exists() else True  # nothing kept

@@ -22,27 +22,36 @@ class NotFound(LookupError):
     """No such photo or listing."""
 
 
+class Conflict(ValueError):
+    """The photo's state does not allow it: it could not be tagged, or has no such attribute."""
+
+
+class BadValue(ValueError):
+    """The corrected value is not one the target takes."""
+
+
 def correct(engine, photo_id: int, target: str, value: str) -> None:
     """Set a correction: target "room_type" with a room type of the index, or an attribute of the
-    photo with "yes" or "no". Raises NotFound for an unknown photo, ValueError for a bad target or value."""
+    photo with "yes" or "no". Raises NotFound for an unknown photo, Conflict for a photo that was not
+    tagged or has no such attribute, BadValue for a value the target does not take."""
     value = (value or "").strip().lower()
     with engine.begin() as conn:
         photo = conn.execute(select(db.photos.c.id, db.photos.c.status).where(db.photos.c.id == photo_id)).first()
         if photo is None:
             raise NotFound(f"no photo {photo_id} in the index")
         if photo.status != "ok":
-            raise ValueError(f"photo {photo_id} could not be tagged ({photo.status}); there is nothing to correct")
+            raise Conflict(f"photo {photo_id} could not be tagged ({photo.status}); there is nothing to correct")
         if target == db.ROOM_TYPE:
             rooms = db.meta_list(conn, "classes")
             if value not in rooms:
-                raise ValueError(f"{value!r} is not a room type of this index ({', '.join(rooms)})")
+                raise BadValue(f"{value!r} is not a room type of this index ({', '.join(rooms)})")
         else:
             has = conn.execute(select(db.attributes.c.name).where(db.attributes.c.photo_id == photo_id,
                                                                   db.attributes.c.name == target)).first()
             if has is None:
-                raise ValueError(f"{target!r} is neither room_type nor an attribute of photo {photo_id}")
+                raise Conflict(f"{target!r} is neither room_type nor an attribute of photo {photo_id}")
             if value not in (YES, NO):
-                raise ValueError(f"an attribute is corrected with 'yes' or 'no', not {value!r}")
+                raise BadValue(f"an attribute is corrected with 'yes' or 'no', not {value!r}")
         values = {"value": value, "corrected_at": db.now()}
         if conn.execute(update(db.corrections).where(db.corrections.c.photo_id == photo_id,
                                                      db.corrections.c.target == target).values(**values)).rowcount == 0:

@@ -67,6 +67,7 @@ ROOM_FIELDS = {"room", "room_type", "rumstyp"}
 LISTING_FIELDS = {"listing", "listing_id", "house_id", "annons"}
 OPS = ("!=", ">=", "<=", "=", "<", ">", ":")
 MAX_PER_PAGE = 200
+MAX_PAGE = 1_000_000  # page x per_page stays far inside SQL's 64-bit OFFSET
 _FILTER = re.compile(r"^([^\s=!<>:]+)(!=|>=|<=|=|<|>|:)(.+)$")
 
 
@@ -319,8 +320,8 @@ def _corrected_condition(want: bool):
 
 def search(engine, text: str = "", *, level: str | None = None, page: int = 1, per_page: int = 24) -> dict:
     """Run a query; returns {"query", "interpreted", "level", "total", "page", "per_page", "results"}."""
-    if page < 1:
-        raise QueryError(f"page must be 1 or more, not {page}")
+    if not 1 <= page <= MAX_PAGE:
+        raise QueryError(f"page must be from 1 to {MAX_PAGE}, not {page}")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise QueryError(f"per_page must be from 1 to {MAX_PER_PAGE}, not {per_page}")
     with engine.connect() as conn:

@@ -11,26 +11,30 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
 import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as FastAPIPath
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 from sqlalchemy import func, select
 
 from .. import __version__
 from ..bundle import estatelens_home, load_bundle
 from ..data.images import PhotoError, read_photo
 from ..index import build, db, review
-from ..index.search import MAX_PER_PAGE, QueryError, Vocabulary, listing_record, photo_records
+from ..index.search import MAX_PAGE, MAX_PER_PAGE, QueryError, Vocabulary, listing_record, photo_records
 from ..index.search import search as run_search
 from ..tagging.core import display_path, tag_photos
 
@@ -44,8 +48,52 @@ MAX_JSON_BODY = 4096  # a correction is {"value": "living_room"}
 PhotoId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1, description="the photo's id in the index")]
 
 
-class Correction(BaseModel):
-    value: str
+class AttributeCorrection(BaseModel):
+    value: Literal["yes", "no"]
+
+
+def _correction_model(name: str, values: list[str]) -> type[BaseModel]:
+    """{"value": one of `values`}, listed as an enum in the schema."""
+    return create_model(name, value=(str, Field(pattern="^(" + "|".join(re.escape(v) for v in values) + ")$",
+                                                 json_schema_extra={"enum": values})))
+
+
+class Problem(BaseModel):
+    """The body of every refusal other than a malformed request (422): what went wrong."""
+    detail: str
+
+
+# The OpenAPI schema is the API's contract: each endpoint declares every status it can answer.
+_WHY = {
+    400: "the request cannot be read: a search query with an unknown field or a comparison that needs "
+         "a number, or a body that is not well-formed JSON or multipart",
+    401: "a write without the write token",
+    403: "a write with a wrong token",
+    404: "no such photo, listing or heatmap target",
+    409: "the photo's state does not allow it (it could not be tagged, has no such attribute, or its file no longer decodes)",
+    410: "the photo's file is no longer where it was indexed",
+    411: "an upload that does not say its Content-Length",
+    413: "a body larger than the server takes",
+    415: "an upload that is not a JPEG, PNG or WebP image",
+    503: "heatmaps need the bundle's PyTorch weights, which this bundle lacks",
+}
+_WRITE = (401, 403, 413)
+
+
+def _problems(*codes: int) -> dict:
+    return {c: {"model": Problem, "description": _WHY[c]} for c in codes}
+
+
+def _invalid(loc: tuple, message: str, value) -> RequestValidationError:
+    """A 422 in the shape the schema declares for validation errors."""
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message, "input": value}])
+
+
+def _one_of(values, where=FastAPIPath, **kw):
+    """A path or query parameter that takes one of `values`: listed as an enum in the schema,
+    anything else refused with a 422 before the endpoint runs."""
+    values = sorted(set(values))
+    return where(pattern="^(" + "|".join(re.escape(v) for v in values) + ")$", json_schema_extra={"enum": values}, **kw)
 
 
 class _Cache:
@@ -86,6 +134,14 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
     bundle = load_bundle(model)
     bundle.session(threads)
     model_name, model_version = build.model_identity(bundle)
+    with engine.connect() as conn:
+        vocab = Vocabulary.of(conn)
+    # What a parameter that names a target takes: this index's and this model's (uploads add the
+    # model's attributes to the index).
+    rooms = sorted(set(vocab.rooms) | set(bundle.classes))
+    attributes = sorted(set(vocab.attributes) | {h.name for h in bundle.attributes})
+    heatmap_targets = [db.ROOM_TYPE, *(h.name for h in bundle.attributes)]
+    export_targets = [*review.EXPORT_TARGETS, *attributes]
     uploads = Path(upload_dir) if upload_dir else default_upload_dir(database)
     thumbs, heatmaps = _Cache(CACHE_ITEMS), _Cache(200)
     explain_lock = threading.Lock()
@@ -123,7 +179,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
             raise HTTPException(404, f"no photo {photo_id}")
         path = Path(row.path_key)
         if not path.is_file():
-            raise HTTPException(410, f"photo {photo_id}: its file is no longer at {row.path_key}")
+            raise HTTPException(410, f"photo {photo_id}: its file is no longer where it was indexed")
         return {"status": row.status, "tagged_at": row.tagged_at}, path
 
     @app.middleware("http")
@@ -145,6 +201,21 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
                 return JSONResponse({"detail": what}, status_code=413)
         return await call_next(request)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """As FastAPI answers, but a 405 names every method of the path in Allow: PUT and DELETE of
+        one path are two routes, and Starlette only names the first one's."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = set()
+            for route in app.router.routes:
+                match, _ = route.matches({**request.scope, "method": "GET"})
+                if match != Match.NONE and getattr(route, "methods", None):
+                    allowed |= route.methods
+            if allowed:
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
     @app.get("/api/health", summary="Is the service up; what it serves")
     def health() -> dict:
         with engine.connect() as conn:
@@ -159,9 +230,10 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         with engine.connect() as conn:
             return Vocabulary.of(conn).to_dict()
 
-    @app.get("/api/search", summary="Search photos or listings (words, filters, ranked, paged)")
+    @app.get("/api/search", summary="Search photos or listings (words, filters, ranked, paged)",
+             responses=_problems(400))
     def search(q: str = "", level: str | None = Query(None, pattern="^(photo|listing)$"),
-               page: int = Query(1, ge=1), per_page: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
+               page: int = Query(1, ge=1, le=MAX_PAGE), per_page: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
         try:
             return run_search(engine, q, level=level, page=page, per_page=per_page)
         except QueryError as e:
@@ -173,18 +245,19 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
                 "why": "the model is least sure of these; correct them, then `estatelens export-labels` "
                        "and `estatelens adapt` learn most from them"}
 
-    @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing")
+    @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing",
+             responses=_problems(404))
     def photo(photo_id: PhotoId) -> dict:
         return photo_or_404(photo_id)
 
     @app.get("/api/photos/{photo_id}/thumbnail", summary="The photo, at most 360 px on its short side (JPEG)",
-             response_class=Response)
+             response_class=Response, responses={200: _JPEG, **_problems(404, 409, 410)})
     def thumbnail(photo_id: PhotoId) -> Response:
         return Response(_rendered(photo_id, THUMB_SIDE, thumbs), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/photos/{photo_id}/image", summary="The photo, at most 1600 px on its long side (JPEG)",
-             response_class=Response)
+             response_class=Response, responses={200: _JPEG, **_problems(404, 409, 410)})
     def image(photo_id: PhotoId) -> Response:
         return Response(_rendered(photo_id, IMAGE_SIDE, None), media_type="image/jpeg")
 
@@ -196,7 +269,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         try:
             im, _ = read_photo(path, side if side == THUMB_SIDE else None)
         except PhotoError as e:
-            raise HTTPException(422, f"photo {photo_id}: {e.reason}") from None
+            raise HTTPException(409, f"photo {photo_id}: its file no longer decodes ({e.reason})") from None
         if side == THUMB_SIDE:
             im.thumbnail((side * 4, side), resample=3) if im.height <= im.width else im.thumbnail((side, side * 4), resample=3)
         else:
@@ -209,14 +282,12 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return data
 
     @app.get("/api/photos/{photo_id}/heatmap/{target}", response_class=Response,
+             responses={200: _JPEG, **_problems(404, 409, 410, 503)},
              summary="Where the model looked: Grad-CAM overlay for the room type or an attribute (JPEG)")
-    def heatmap(photo_id: PhotoId, target: str) -> Response:
+    def heatmap(photo_id: PhotoId, target: str = _one_of(heatmap_targets)) -> Response:
         rec, path = photo_file(photo_id)
         if rec["status"] != "ok":
             raise HTTPException(409, f"photo {photo_id} could not be tagged ({rec['status']})")
-        if target != db.ROOM_TYPE and target not in {h.name for h in bundle.attributes}:
-            raise HTTPException(404, f"no heatmap {target!r}: use room_type or one of "
-                                     f"{', '.join(h.name for h in bundle.attributes) or 'no attributes'}")
         if (hit := heatmaps.get((photo_id, target, rec["tagged_at"]))) is not None:
             return Response(hit, media_type="image/jpeg")
         from ..explain import Explainer, render_overlay
@@ -232,7 +303,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
             except FileNotFoundError as e:  # a bundle without weights.pt
                 raise HTTPException(503, f"heatmaps are not available: {e}") from None
             except PhotoError as e:
-                raise HTTPException(422, f"photo {photo_id}: {e.reason}") from None
+                raise HTTPException(409, f"photo {photo_id}: its file no longer decodes ({e.reason})") from None
             # One pass gives every target's map: keep them all, the next button is then instant.
             photo.thumbnail((IMAGE_SIDE, IMAGE_SIDE), resample=3)
             for hm in ex.heatmaps:
@@ -241,20 +312,47 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
                 heatmaps.put((photo_id, hm.target, rec["tagged_at"]), buf.getvalue())
         return Response(heatmaps.get((photo_id, target, rec["tagged_at"])), media_type="image/jpeg")
 
-    @app.put("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
-             summary="Correct the room type (target room_type) or an attribute (yes/no)")
-    def put_correction(photo_id: PhotoId, target: str, body: Correction) -> dict:
+    # Two paths, so that each declares the values it takes: the room type takes a room type of
+    # the index, an attribute yes or no. Same URLs as one {target} path would have.
+    RoomCorrection = _correction_model("RoomCorrection", rooms)
+
+    def put_room_type(photo_id: PhotoId, body: RoomCorrection) -> dict:
+        return _correct(photo_id, db.ROOM_TYPE, body.value)
+
+    put_room_type.__annotations__["body"] = RoomCorrection  # a model made here, not a module name
+    app.put("/api/photos/{photo_id}/corrections/room_type", dependencies=[Depends(require_token)],
+            responses=_problems(*_WRITE, 400, 404, 409), summary="Correct the room type")(put_room_type)
+
+    @app.put("/api/photos/{photo_id}/corrections/{attribute}", dependencies=[Depends(require_token)],
+             responses=_problems(*_WRITE, 400, 404, 409), summary="Correct an attribute: yes or no")
+    def put_attribute(body: AttributeCorrection, photo_id: PhotoId,
+                      attribute: str = _one_of(attributes, description="an attribute of this index")) -> dict:
+        return _correct(photo_id, attribute, body.value)
+
+    def _correct(photo_id: int, target: str, value: str) -> dict:
         try:
-            review.correct(engine, photo_id, target, body.value)
+            review.correct(engine, photo_id, target, value)
         except review.NotFound as e:
             raise HTTPException(404, str(e)) from None
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
+        except review.BadValue as e:  # a room type the schema lists but this index no longer has
+            raise _invalid(("body", "value"), str(e), value) from None
+        except review.Conflict as e:
+            raise HTTPException(409, str(e)) from None
         return photo_or_404(photo_id)
 
-    @app.delete("/api/photos/{photo_id}/corrections/{target}", dependencies=[Depends(require_token)],
-                summary="Remove a correction: the model's prediction holds again")
-    def delete_correction(photo_id: PhotoId, target: str) -> dict:
+    @app.delete("/api/photos/{photo_id}/corrections/room_type", dependencies=[Depends(require_token)],
+                responses=_problems(*_WRITE, 404), summary="Remove a room-type correction")
+    def delete_room_type(photo_id: PhotoId) -> dict:
+        return _uncorrect(photo_id, db.ROOM_TYPE)
+
+    @app.delete("/api/photos/{photo_id}/corrections/{attribute}", dependencies=[Depends(require_token)],
+                responses=_problems(*_WRITE, 404), summary="Remove an attribute correction")
+    def delete_attribute(photo_id: PhotoId,
+                         attribute: str = _one_of(attributes, description="an attribute of this index")) -> dict:
+        return _uncorrect(photo_id, attribute)
+
+    def _uncorrect(photo_id: int, target: str) -> dict:
+        """The model's prediction holds again."""
         try:
             review.uncorrect(engine, photo_id, target)
         except review.NotFound as e:
@@ -262,8 +360,9 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return photo_or_404(photo_id)
 
     @app.post("/api/photos", status_code=201, dependencies=[Depends(require_token)],
+              responses=_problems(*_WRITE, 400, 411, 415),
               summary="Upload a photo (JPEG, PNG or WebP) to tag and add to the index")
-    async def upload(file: UploadFile = File(...), listing_id: str | None = Form(None)) -> dict:
+    async def upload(file: UploadFile = File(...), listing_id: str | None = Form(None, max_length=200)) -> dict:
         data = await file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise HTTPException(413, f"upload too large: over {max_upload_bytes} bytes")
@@ -271,8 +370,6 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         if ext is None:
             raise HTTPException(415, f"{display_path(file.filename or 'upload')}: not a JPEG, PNG or WebP image")
         listing_id = (listing_id or "").strip() or None
-        if listing_id is not None and len(listing_id) > 200:
-            raise HTTPException(422, "listing_id is longer than 200 characters")
         # Decoding, the network and the database run in a worker thread: the server keeps answering.
         return await run_in_threadpool(store_upload, data, ext, listing_id, file.filename or "upload")
 
@@ -285,14 +382,15 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         rows = list(tag_photos(bundle, [str(dest)], batch_size=1, workers=1))
         if not rows[0].ok:
             dest.unlink(missing_ok=True)
-            raise HTTPException(422, f"{display_path(filename)}: {rows[0].status}")
+            raise _invalid(("body", "file"), f"{display_path(filename)}: {rows[0].status}", None)
         st = dest.stat()
         info = {build.path_key(str(dest)): (listing_id, (st.st_size, st.st_mtime))}
         (pid,) = build.write_rows(engine, rows, info, model_name, model_version,
                                   {h.name: h.threshold for h in bundle.attributes}, origin="upload")
         return photo_or_404(pid)
 
-    @app.get("/api/listings/{listing_id:path}", summary="One listing: its columns and photos (an id may hold /)")
+    @app.get("/api/listings/{listing_id:path}", summary="One listing: its columns and photos (an id may hold /)",
+             responses=_problems(404))
     def listing(listing_id: str) -> dict:
         with engine.connect() as conn:
             rec = listing_record(conn, listing_id)
@@ -301,16 +399,15 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return rec
 
     @app.get("/api/export-labels", summary="The corrections as a training CSV (path,label,<attributes>,group)",
-             response_class=Response)
-    def export(target: str = "all") -> Response:
+             response_class=Response, responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                                                       "description": "the CSV"}})
+    def export(target: str = _one_of(export_targets, Query, default="all",
+                                     description="all, room_type or one attribute")) -> Response:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "labels.csv"
-            try:
-                review.export_labels(engine, out, target)
-            except ValueError as e:
-                raise HTTPException(422, str(e)) from None
+            review.export_labels(engine, out, target)
             data = out.read_bytes()
         return Response(data, media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="labels.csv"'})
@@ -323,6 +420,9 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
     app.state.engine, app.state.bundle, app.state.upload_dir = engine, bundle, uploads
     app.state.max_upload_bytes = max_upload_bytes
     return app
+
+
+_JPEG = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "a JPEG"}
 
 
 def _image_extension(data: bytes) -> str | None:

@@ -74,7 +74,7 @@ def test_refusals_keep_their_declared_shapes(client):
     bad = client.put(f"/api/photos/{p['id']}/corrections/fireplace", json={"value": "maybe"}, headers=AUTH)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "value"]
     # an unknown export target is refused as a parameter, never with a CLI flag's name
-    bad = client.get("/api/export-labels", params={"target": "pool"})
+    bad = client.get("/api/export-labels", params={"target": "pool"}, headers=AUTH)
     assert bad.status_code == 422 and "--target" not in bad.text
     # a page number too large for SQL is a validation error, not a 500
     assert client.get("/api/search", params={"page": 10**27}).status_code == 422
@@ -160,9 +160,11 @@ def test_corrections_need_the_token(client):
     assert client.put(f"/api/photos/{p['id']}/corrections/pool", json={"value": "yes"}, headers=AUTH).status_code == 422
     assert client.put(url, json={}, headers=AUTH).status_code == 422
     assert client.put("/api/photos/99999/corrections/room_type", json={"value": other}, headers=AUTH).status_code == 404
-    exported = list(csv.DictReader(io.StringIO(client.get("/api/export-labels").text)))
-    assert exported == [{"path": p["path"], "label": other, "fireplace": "yes", "group": p["listing_id"]}]
-    assert client.get("/api/export-labels", params={"target": "colour"}).status_code == 422
+    assert client.get("/api/export-labels").status_code == 401  # the export holds server paths
+    exported = list(csv.DictReader(io.StringIO(client.get("/api/export-labels", headers=AUTH).text)))
+    full_path = client.get(f"/api/photos/{p['id']}", headers=AUTH).json()["path"]
+    assert exported == [{"path": full_path, "label": other, "fireplace": "yes", "group": p["listing_id"]}]
+    assert client.get("/api/export-labels", params={"target": "colour"}, headers=AUTH).status_code == 422
     undone = client.delete(url, headers=AUTH)
     assert undone.status_code == 200 and undone.json()["room_type"] == p["room_type"]
     assert client.delete("/api/photos/99999/corrections/room_type", headers=AUTH).status_code == 404

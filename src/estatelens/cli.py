@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 instead of bfloat16 autocast")
     t.add_argument("--max-minutes", type=float, help="time budget for the training loop")
     t.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
+    t.add_argument("--attribute", action="append", default=[], metavar="NAME=LABELS[,LABELS...]", help=(
+        "multi-task fine-tuning: also learn attribute NAME (fireplace, balcony, ...) from yes/no labels "
+        "(CSVs or folders, as train-attribute reads them) with the network, so that its embedding "
+        "sees it; photos without a label for NAME count for nothing there, and the labels' test split "
+        "is never used. Repeat for several attributes. The shipped attribute heads are still fitted "
+        "afterwards with train-attribute"))
+    t.add_argument("--attribute-loss-weight", type=float, default=1.0,
+                   help="weight of the attributes' loss beside the room type's (default 1)")
     _add_data_options(t)
     t.set_defaults(func=cmd_train)
 
@@ -319,9 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
                         description=(
         "Serve the index over HTTP: a page to search, filter, browse listings, see a photo with its\n"
         "heatmaps, upload photos to tag and correct tags with one click, and the JSON API behind it\n"
-        "(OpenAPI schema at /docs and /openapi.json). Reading needs nothing; every write (upload,\n"
-        "correction) needs the token, given with --token or $ESTATELENS_TOKEN, or else made up and\n"
-        "printed at start-up. The page asks for it once and keeps it in the browser."),
+        "(OpenAPI schema at /docs and /openapi.json). Every write (upload, correction) and the labels\n"
+        "export need the write token, given with --token or $ESTATELENS_TOKEN, or else made up and\n"
+        "printed at start-up; the page asks for it once and keeps it in the browser. Server paths of\n"
+        "photos are shown only to requests with the write token (others see file names).\n\n"
+        "On this machine only (the default, 127.0.0.1) reads are open. To serve other machines\n"
+        "(--host 0.0.0.0), protect reads with --read-token (people open /?token=READ_TOKEN once;\n"
+        "the page keeps it in a cookie), or say --public to let anyone who reaches the port search\n"
+        "and see the photos. Use a TLS proxy in front when the network is not yours: tokens travel\n"
+        "in plain HTTP otherwise."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sv.add_argument("--db", required=True, help="SQLite file or database URL")
     sv.add_argument("--model", default=DEFAULT_MODEL, help=(
@@ -331,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--token", help="the write token (default: $ESTATELENS_TOKEN, else a random one printed at start)")
     sv.add_argument("--upload-dir", help="where uploaded photos are kept (default: <db>.uploads/ beside a SQLite file, "
                                          "else ~/.cache/estatelens/uploads)")
+    sv.add_argument("--read-token", help=(
+        "reads need this token too (default: $ESTATELENS_READ_TOKEN; none on this machine only); "
+        "required with --host other than loopback unless --public"))
+    sv.add_argument("--public", action="store_true", help=(
+        "serve other machines without a read token: anyone who reaches the port can search and see "
+        "every photo and listing of the index"))
+    sv.add_argument("--uploads-per-minute", type=int, default=30, help="uploads one client may make a minute (default 30)")
     sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     sv.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     sv.set_defaults(func=cmd_serve)
@@ -450,8 +471,9 @@ def cmd_train(args) -> int:
 
     keys = ["model", "mode", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
             "label_smoothing", "class_balance", "warmup_epochs", "schedule", "patience", "seed", "image_size",
-            "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir"]
-    config = TrainConfig.from_dict({k: getattr(args, k) for k in keys})
+            "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir",
+            "attribute_loss_weight"]
+    config = TrainConfig.from_dict({k: getattr(args, k) for k in keys} | {"attributes": _attribute_sources(args.attribute)})
     out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
     collection = _load_data(args)
     summary = collection.summary()
@@ -474,6 +496,24 @@ def cmd_train(args) -> int:
     print(f"model:  {result.bundle.path}")
     print(f"report: {metrics['report']}")
     return 0
+
+
+def _attribute_sources(items: list[str]) -> dict[str, list[str]] | None:
+    """--attribute NAME=A.csv,B.csv ... -> {NAME: [A.csv, B.csv]}; None without any."""
+    from .attributes import check_attribute_name
+
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, paths = item.partition("=")
+        sources = [p for p in paths.split(",") if p.strip()]
+        if not sep or not sources:
+            raise ValueError(f"--attribute {item!r}: expected NAME=LABELS[,LABELS...]")
+        name = check_attribute_name(name.strip())
+        for s in sources:
+            if not Path(s).exists():
+                raise FileNotFoundError(f"--attribute {name}: {s}: no such file or folder")
+        out.setdefault(name, []).extend(sources)
+    return out or None
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -780,15 +820,36 @@ def cmd_serve(args) -> int:
 
     from .web import create_app
 
+    read_token = args.read_token or os.environ.get("ESTATELENS_READ_TOKEN") or None
+    check_exposure(args.host, read_token, args.public)
     token = args.token or os.environ.get("ESTATELENS_TOKEN")
     if not token:
         token = secrets.token_urlsafe(18)
         print(f"write token (uploads, corrections): {token}")
-    app = create_app(args.db, model=args.model, token=token, upload_dir=args.upload_dir,
-                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), threads=args.threads)
-    print(f"estatelens: http://{args.host}:{args.port}/  (API schema: /docs)")
+    app = create_app(args.db, model=args.model, token=token, read_token=read_token, upload_dir=args.upload_dir,
+                     max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), threads=args.threads,
+                     uploads_per_minute=args.uploads_per_minute)
+    where = f"http://{args.host}:{args.port}/"
+    print(f"estatelens: {where}" + (f"?token={read_token}  (the read token; the page keeps it)" if read_token else "")
+          + "  (API schema: /docs)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def check_exposure(host: str, read_token: str | None, public: bool) -> None:
+    """Serving beyond this machine needs reads protected (--read-token) or said to be open (--public)."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if not loopback and not read_token and not public:
+        raise ValueError(f"--host {host} serves other machines: give --read-token TOKEN (or $ESTATELENS_READ_TOKEN) "
+                         f"so that reads need it, or --public to let anyone who reaches the port search and see "
+                         f"every photo")
+    if read_token and public:
+        raise ValueError("--public and --read-token contradict each other: choose one")
 
 
 def cmd_export_labels(args) -> int:

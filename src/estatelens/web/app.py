@@ -3,9 +3,15 @@
 Every endpoint takes ids, never paths: a photo's file is found through the index, so nothing a
 request says reaches the file system except through a lookup by number. Uploads are written under
 the upload folder with a name made here (a random hex and the extension of the format Pillow
-found), whatever the client called the file. Writes (upload, corrections) need the token given at
-start-up, as `Authorization: Bearer TOKEN` (or `X-Estatelens-Token: TOKEN`): 401 without one, 403
-with a wrong one.
+found), whatever the client called the file. Writes (upload, corrections) and the labels export
+need the write token given at start-up, as `Authorization: Bearer TOKEN` (or `X-Estatelens-Token:
+TOKEN`): 401 without one, 403 with a wrong one.
+
+Beyond this machine (`serve --host` other than loopback) reads are protected too, with a read
+token (the same header, or a cookie the page sets from `/?token=...`), unless the server is
+started `--public`. Photo paths on the server are shown in full only to a request that carries
+the write token; others see the file's name. Every answer carries security headers (a Content
+Security Policy without inline scripts, nosniff, no framing), and uploads are limited per client.
 """
 from __future__ import annotations
 
@@ -14,8 +20,9 @@ import os
 import re
 import secrets
 import threading
+import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -25,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, create_model
 from sqlalchemy import func, select
@@ -67,21 +74,77 @@ class Problem(BaseModel):
 _WHY = {
     400: "the request cannot be read: a search query with an unknown field or a comparison that needs "
          "a number, or a body that is not well-formed JSON or multipart",
-    401: "a write without the write token",
-    403: "a write with a wrong token",
+    401: "a write (or the export) without the write token, or, on a server with a read token, a read without it",
+    403: "a wrong token",
     404: "no such photo, listing or heatmap target",
     409: "the photo's state does not allow it (it could not be tagged, has no such attribute, or its file no longer decodes)",
     410: "the photo's file is no longer where it was indexed",
     411: "an upload that does not say its Content-Length",
+    429: "too many uploads from this client in the last minute; Retry-After says when to try again",
     413: "a body larger than the server takes",
     415: "an upload that is not a JPEG, PNG or WebP image",
     503: "heatmaps need the bundle's PyTorch weights, which this bundle lacks",
 }
 _WRITE = (401, 403, 413)
+READ_COOKIE = "estatelens_read"
+# The page and its script come from this server only, and nothing may frame it. Swagger UI (/docs)
+# is the one page with an inline script; it gets its own policy.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                    "Cross-Origin-Opener-Policy": "same-origin"}
 
 
 def _problems(*codes: int) -> dict:
     return {c: {"model": Problem, "description": _WHY[c]} for c in codes}
+
+
+def _bearer(request: Request) -> str | None:
+    given = request.headers.get("x-estatelens-token")
+    auth = request.headers.get("authorization", "")
+    if given is None and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    return given or None
+
+
+def _same(given: str | None, token: str | None) -> bool:
+    return bool(given and token) and secrets.compare_digest(given.encode(), token.encode())
+
+
+def _file_names_only(data):
+    """The records with each "path" cut to the file's name: what a client without the write token sees."""
+    if isinstance(data, dict):
+        return {k: (os.path.basename(v) if k == "path" and isinstance(v, str) else _file_names_only(v))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [_file_names_only(v) for v in data]
+    return data
+
+
+class _RateLimit:
+    """At most `n` events per client in any `window` seconds (a sliding window of timestamps)."""
+
+    def __init__(self, n: int, window: float = 60.0):
+        self.n, self.window, self.lock = n, window, threading.Lock()
+        self.events: dict[str, deque] = {}
+
+    def retry_after(self, client: str) -> int | None:
+        """None, and the event is counted, when `client` may go on; else seconds to wait."""
+        now = time.monotonic()
+        with self.lock:
+            q = self.events.setdefault(client, deque())
+            while q and q[0] <= now - self.window:
+                q.popleft()
+            if len(q) >= self.n:
+                return max(1, int(q[0] + self.window - now + 0.999))
+            q.append(now)
+            if len(self.events) > 10_000:  # forget idle clients
+                for k in [k for k, v in self.events.items() if not v]:
+                    del self.events[k]
+            return None
 
 
 def _invalid(loc: tuple, message: str, value) -> RequestValidationError:
@@ -125,11 +188,17 @@ def default_upload_dir(db_arg: str) -> Path:
     return estatelens_home() / "uploads"
 
 
-def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: str | os.PathLike | None = None,
-               max_upload_bytes: int = 20 * 1024 * 1024, threads: int | None = None) -> FastAPI:
-    """The app over index `database`; `model` tags uploads and draws heatmaps."""
+def create_app(database: str, *, model: str = "rooms", token: str, read_token: str | None = None,
+               upload_dir: str | os.PathLike | None = None, max_upload_bytes: int = 20 * 1024 * 1024,
+               threads: int | None = None, uploads_per_minute: int = 30) -> FastAPI:
+    """The app over index `database`; `model` tags uploads and draws heatmaps. With `read_token`,
+    reads need it (or the write token) too."""
     if not token:
         raise ValueError("a write token is required (serve makes one up when none is given)")
+    if read_token is not None and len(read_token) < 8:
+        raise ValueError("a read token needs at least 8 characters")
+    upload_limit = _RateLimit(uploads_per_minute)
+    reads = _problems(401) if read_token else {}  # what a read may answer besides its own refusals
     engine = db.connect(database, create=False)  # a mistyped --db is an error, not an empty index
     bundle = load_bundle(model)
     bundle.session(threads)
@@ -152,15 +221,23 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         "and corrections need `Authorization: Bearer TOKEN`."))
 
     def require_token(request: Request) -> None:
-        given = request.headers.get("x-estatelens-token")
-        auth = request.headers.get("authorization", "")
-        if given is None and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
+        given = _bearer(request)
         if not given:
             raise HTTPException(401, "this needs the write token (Authorization: Bearer TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if not secrets.compare_digest(given.encode(), token.encode()):
+        if not _same(given, token):
             raise HTTPException(403, "wrong write token")
+
+    def shown(request: Request, data):
+        """Full server paths for a request with the write token; file names for everyone else."""
+        return data if _same(_bearer(request), token) else _file_names_only(data)
+
+    def may_read(request: Request) -> bool:
+        if read_token is None:
+            return True
+        given = _bearer(request)
+        return (_same(given, read_token) or _same(given, token)
+                or _same(request.cookies.get(READ_COOKIE), read_token))
 
     def photo_or_404(photo_id: int) -> dict:
         with engine.connect() as conn:
@@ -183,15 +260,40 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return {"status": row.status, "tagged_at": row.tagged_at}, path
 
     @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        docs = request.url.path in (app.docs_url, app.redoc_url)
+        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else CSP
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    @app.middleware("http")
     async def refuse_writes_early(request: Request, call_next):
         """The token and the declared size of every write are checked before its body is read, so
-        that nobody without the token can make the server receive and parse a body."""
+        that nobody without the token can make the server receive and parse a body. On a server
+        with a read token, reads without it are refused here too (the page and its script are not
+        data: they load, and ask for the token)."""
+        if read_token is not None and not request.url.path.startswith("/static/"):
+            if request.url.path == "/" and _same(request.query_params.get("token"), read_token):
+                # The link people are given; the token moves into a cookie and out of the address bar.
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(READ_COOKIE, read_token, httponly=True, samesite="strict")
+                return response
+            if request.method in ("GET", "HEAD") and not may_read(request):
+                return JSONResponse({"detail": "this server needs its read token: open /?token=READ_TOKEN once, "
+                                               "or send Authorization: Bearer READ_TOKEN"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
         if request.method not in ("GET", "HEAD", "OPTIONS") and request.url.path.startswith("/api/"):
             try:
                 require_token(request)
             except HTTPException as e:
                 return JSONResponse({"detail": e.detail}, status_code=e.status_code, headers=e.headers)
             upload = request.method == "POST" and request.url.path == "/api/photos"
+            if upload and (wait := upload_limit.retry_after(request.client.host if request.client else "?")):
+                return JSONResponse({"detail": f"too many uploads from this client: at most {uploads_per_minute} "
+                                               f"a minute; try again in {wait} s"}, status_code=429,
+                                    headers={"Retry-After": str(wait)})
             limit = max_upload_bytes + MULTIPART_OVERHEAD if upload else MAX_JSON_BODY
             declared = request.headers.get("content-length")
             if declared is None and (upload or request.headers.get("transfer-encoding")):
@@ -216,7 +318,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
                 headers["Allow"] = ", ".join(sorted(allowed))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
-    @app.get("/api/health", summary="Is the service up; what it serves")
+    @app.get("/api/health", summary="Is the service up; what it serves", responses=reads)
     def health() -> dict:
         with engine.connect() as conn:
             n = conn.execute(select(func.count()).select_from(db.photos)).scalar()
@@ -225,39 +327,41 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return {"ok": True, "version": __version__, "photos": n_ok, "unusable": n - n_ok, "listings": n_listings,
                 "model": model_name, "model_version": model_version, "max_upload_bytes": max_upload_bytes}
 
-    @app.get("/api/vocabulary", summary="Room types, attributes, listing columns and synonyms of this index")
+    @app.get("/api/vocabulary", summary="Room types, attributes, listing columns and synonyms of this index",
+             responses=reads)
     def vocabulary() -> dict:
         with engine.connect() as conn:
             return Vocabulary.of(conn).to_dict()
 
     @app.get("/api/search", summary="Search photos or listings (words, filters, ranked, paged)",
-             responses=_problems(400))
-    def search(q: str = "", level: str | None = Query(None, pattern="^(photo|listing)$"),
+             responses={**reads, **_problems(400)})
+    def search(request: Request, q: str = "", level: str | None = Query(None, pattern="^(photo|listing)$"),
                page: int = Query(1, ge=1, le=MAX_PAGE), per_page: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
         try:
-            return run_search(engine, q, level=level, page=page, per_page=per_page)
+            return shown(request, run_search(engine, q, level=level, page=page, per_page=per_page))
         except QueryError as e:
             raise HTTPException(400, str(e)) from None
 
-    @app.get("/api/suggestions", summary="Photos to label next: those the model is least sure of, across room types")
-    def suggestions(n: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
-        return {"results": review.suggest_for_labelling(engine, n),
+    @app.get("/api/suggestions", summary="Photos to label next: those the model is least sure of, across room types",
+             responses=reads)
+    def suggestions(request: Request, n: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
+        return {"results": shown(request, review.suggest_for_labelling(engine, n)),
                 "why": "the model is least sure of these; correct them, then `estatelens export-labels` "
                        "and `estatelens adapt` learn most from them"}
 
     @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing",
-             responses=_problems(404))
-    def photo(photo_id: PhotoId) -> dict:
-        return photo_or_404(photo_id)
+             responses={**reads, **_problems(404)})
+    def photo(request: Request, photo_id: PhotoId) -> dict:
+        return shown(request, photo_or_404(photo_id))
 
     @app.get("/api/photos/{photo_id}/thumbnail", summary="The photo, at most 360 px on its short side (JPEG)",
-             response_class=Response, responses={200: _JPEG, **_problems(404, 409, 410)})
+             response_class=Response, responses={200: _JPEG, **reads, **_problems(404, 409, 410)})
     def thumbnail(photo_id: PhotoId) -> Response:
         return Response(_rendered(photo_id, THUMB_SIDE, thumbs), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/photos/{photo_id}/image", summary="The photo, at most 1600 px on its long side (JPEG)",
-             response_class=Response, responses={200: _JPEG, **_problems(404, 409, 410)})
+             response_class=Response, responses={200: _JPEG, **reads, **_problems(404, 409, 410)})
     def image(photo_id: PhotoId) -> Response:
         return Response(_rendered(photo_id, IMAGE_SIDE, None), media_type="image/jpeg")
 
@@ -282,7 +386,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return data
 
     @app.get("/api/photos/{photo_id}/heatmap/{target}", response_class=Response,
-             responses={200: _JPEG, **_problems(404, 409, 410, 503)},
+             responses={200: _JPEG, **reads, **_problems(404, 409, 410, 503)},
              summary="Where the model looked: Grad-CAM overlay for the room type or an attribute (JPEG)")
     def heatmap(photo_id: PhotoId, target: str = _one_of(heatmap_targets)) -> Response:
         rec, path = photo_file(photo_id)
@@ -301,7 +405,8 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
                 ex = explainer["x"].explain(path, every_attribute=True)
                 photo, _ = read_photo(path)
             except FileNotFoundError as e:  # a bundle without weights.pt
-                raise HTTPException(503, f"heatmaps are not available: {e}") from None
+                raise HTTPException(503, "heatmaps are not available: the model bundle has no PyTorch "
+                                         "weights (weights.pt)") from None
             except PhotoError as e:
                 raise HTTPException(409, f"photo {photo_id}: its file no longer decodes ({e.reason})") from None
             # One pass gives every target's map: keep them all, the next button is then instant.
@@ -360,7 +465,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return photo_or_404(photo_id)
 
     @app.post("/api/photos", status_code=201, dependencies=[Depends(require_token)],
-              responses=_problems(*_WRITE, 400, 411, 415),
+              responses=_problems(*_WRITE, 400, 411, 415, 429),
               summary="Upload a photo (JPEG, PNG or WebP) to tag and add to the index")
     async def upload(file: UploadFile = File(...), listing_id: str | None = Form(None, max_length=200)) -> dict:
         data = await file.read(max_upload_bytes + 1)
@@ -390,17 +495,18 @@ def create_app(database: str, *, model: str = "rooms", token: str, upload_dir: s
         return photo_or_404(pid)
 
     @app.get("/api/listings/{listing_id:path}", summary="One listing: its columns and photos (an id may hold /)",
-             responses=_problems(404))
-    def listing(listing_id: str) -> dict:
+             responses={**reads, **_problems(404)})
+    def listing(request: Request, listing_id: str) -> dict:
         with engine.connect() as conn:
             rec = listing_record(conn, listing_id)
         if rec is None:
             raise HTTPException(404, f"no listing {listing_id!r}")
-        return rec
+        return shown(request, rec)
 
     @app.get("/api/export-labels", summary="The corrections as a training CSV (path,label,<attributes>,group)",
+             dependencies=[Depends(require_token)],
              response_class=Response, responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                                                       "description": "the CSV"}})
+                                                       "description": "the CSV"}, **_problems(401, 403)})
     def export(target: str = _one_of(export_targets, Query, default="all",
                                      description="all, room_type or one attribute")) -> Response:
         import tempfile

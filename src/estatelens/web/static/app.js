@@ -33,6 +33,7 @@ function h(tag, props, ...kids) {
     if (k === "class") el.className = v;
     else if (k === "testid") el.dataset.testid = v;
     else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "style") el.style.cssText = v;  // through the CSSOM: the page's CSP allows no style attributes
     else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (typeof v !== "string" && k in el) el[k] = v;
     else el.setAttribute(k, v === true ? "" : String(v));
@@ -82,7 +83,10 @@ let pendingReads = 0;
 async function getJSON(url) {
   document.body.dataset.pending = String(++pendingReads);
   try {
-    const resp = await fetch(url, { headers: { Accept: "application/json" } });
+    // With the write token, the server shows photos' full paths; without it, file names.
+    const token = getToken();
+    const headers = token ? { Accept: "application/json", Authorization: `Bearer ${token}` } : { Accept: "application/json" };
+    const resp = await fetch(url, { headers });
     if (!resp.ok) throw new ApiError(resp.status, await errorText(resp));
     return await resp.json();
   } finally {

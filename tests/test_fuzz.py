@@ -11,7 +11,7 @@ import os
 import random
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz_targets import FORMATS, SUFFIX, decode_target, mutate, query_target, seed_photos

@@ -132,3 +132,58 @@ def test_class_weights_lift_rare_classes_and_keep_the_average_photo_at_one():
         w = class_weights(labels, 2, balance)
         assert float(w[1] / w[0]) == pytest.approx(ratio)
         assert float((w[0] * 90 + w[1] * 10) / 100) == pytest.approx(1.0)
+
+
+def test_multitask_fine_tuning_learns_an_attribute_from_its_labelled_photos_only(tmp_path, stripes_dataset):
+    """--attribute: the attribute output learns beside room type from the rows that have a label,
+    its test split stays out of the loss, and the bundle is the plain room-type network."""
+    import csv
+
+    from estatelens.training.multitask import attribute_targets
+
+    col = load_collection(stripes_dataset, progress=False)
+    train = col.split("train")
+    # "dark" = vertical stripes; a third of the training photos unlabelled, a few more held as test
+    rows = []
+    for i, s in enumerate(train):
+        if i % 3 == 0:
+            continue
+        rows.append({"path": s.path, "dark": "yes" if s.label == "vertical" else "no",
+                     "split": "test" if i % 10 == 1 else "train"})
+    labels = tmp_path / "dark.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.DictWriter(f, ["path", "dark", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    targets = attribute_targets(train, {"dark": [str(labels)]}, seed=0, log=lambda s: None)
+    labelled = ~torch.isnan(targets.values[:, 0])
+    assert int(labelled.sum()) == sum(r["split"] == "train" for r in rows)
+    assert targets.summary["dark"]["test_left_out"] == sum(r["split"] == "test" for r in rows)
+    for i, s in enumerate(train):
+        if labelled[i]:
+            assert targets.values[i, 0].item() == (1.0 if s.label == "vertical" else 0.0)
+
+    cfg = _config(tmp_path, model="efficientnet_lite0", mode="finetune", epochs=4, image_size=96, views=1,
+                  train_from_block=-2, attributes={"dark": [str(labels)]}, lr=1e-2)
+    result = fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    losses = [h["train_attribute_loss"] for h in result.history]
+    assert losses[-1] < 0.6 * losses[0], losses
+    info = load_bundle(result.bundle.path).info
+    assert info["multitask"]["attributes"]["dark"]["yes"] > 0
+    probs = load_bundle(result.bundle.path).predict_files([col.split("test")[0].path])
+    assert probs.shape == (1, 2)
+
+
+def test_multitask_refuses_modes_that_do_not_fine_tune():
+    with pytest.raises(ValueError, match="finetune"):
+        TrainConfig.from_dict({"mode": "features", "attributes": {"fireplace": ["x.csv"]}})
+
+
+def test_masked_attribute_loss_ignores_unlabelled_entries():
+    from estatelens.training.multitask import masked_bce
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    targets = torch.tensor([[1.0, float("nan")], [float("nan"), 0.0]])
+    expected = (torch.nn.functional.softplus(torch.tensor(-2.0)) + torch.nn.functional.softplus(torch.tensor(3.0))) / 2
+    assert masked_bce(logits, targets, torch.ones(2)).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert masked_bce(logits, torch.full((2, 2), float("nan")), torch.ones(2)).item() == 0.0

@@ -84,7 +84,7 @@ def main() -> int:
             counts[target] = n
             print(f"{target}: {n} executions in {args.minutes:g} min, {len(findings)} findings so far")
 
-    lines = [f"# Fuzzing the decode path and the query parser", "",
+    lines = ["# Fuzzing the decode path and the query parser", "",
              f"Written by `python tools/fuzz.py --minutes {args.minutes:g} --seed {args.seed}` on {date.today()}; "
              f"{platform.processor() or platform.machine()}, Python {platform.python_version()}. "
              "Targets in tests/fuzz_targets.py (also run, bounded, by tests/test_fuzz.py in CI).", "",

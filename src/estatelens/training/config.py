@@ -38,6 +38,8 @@ class TrainConfig:
     bf16: bool = True                  # bfloat16 autocast for the trainable part (CPU)
     max_minutes: float | None = None   # time budget for the training loop
     cache_dir: str | None = None       # where frozen-prefix outputs are cached
+    attributes: dict | None = None     # multi-task: attribute name -> [label CSVs or folders]
+    attribute_loss_weight: float = 1.0  # weight of the attributes' masked loss beside room type's
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -52,6 +54,9 @@ class TrainConfig:
         for key, value in _MODE_DEFAULTS[self.mode].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.attributes and self.mode != "finetune":
+            raise ValueError("attributes (multi-task training) shape the embedding while fine-tuning; "
+                             "use --mode finetune, or train-attribute for a head on a frozen embedding")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be at least 1")
 

@@ -30,6 +30,7 @@ from ..data.transforms import AUGMENTATION_VERSION, decode_side, eval_preset, tr
 from ..models import Classifier, create_model
 from .calibration import fit_temperature
 from .config import TrainConfig
+from .multitask import AttributeTargets, MultiTaskOutput, WithAttributes, attribute_targets, masked_bce
 from .optim import build_optimizer, build_scheduler
 from .prefix_cache import cache_key, cached_views, default_cache_dir, photos_fingerprint
 
@@ -84,6 +85,8 @@ class _CachedBatches:
 # --- one epoch --------------------------------------------------------------------------------
 
 def _loss(out, y: torch.Tensor, smoothing: float, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(out, MultiTaskOutput):
+        return _loss(out.logits, y, smoothing, weight)
     if isinstance(out, tuple):  # (logits, aux logits); aux is None where the photo is too small for it
         logits, aux = out
         loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing)
@@ -105,17 +108,23 @@ def class_weights(labels: list[int], n_classes: int, balance: str) -> torch.Tens
 
 def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *, smoothing: float,
                     bf16: bool, desc: str, total: int, deadline: float | None = None,
-                    weight: torch.Tensor | None = None) -> dict:
+                    weight: torch.Tensor | None = None, attributes: AttributeTargets | None = None,
+                    attribute_weight: float = 1.0) -> dict:
     model.train()
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
+    attr_sum, attr_batches = 0.0, 0
     with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
         for batch in batches:
             if batch is None:
                 continue
-            x, y, _ = batch
+            x, y, idx = batch
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(x)
                 loss, logits = _loss(out, y, smoothing, weight)
+            if attributes is not None:
+                attr_loss = masked_bce(out.attributes, attributes.values[idx], attributes.pos_weight)
+                loss = loss + attribute_weight * attr_loss
+                attr_sum, attr_batches = attr_sum + attr_loss.item(), attr_batches + 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -129,8 +138,11 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
                             img_s=f"{seen / (time.time() - t0):.0f}")
             if deadline and time.time() > deadline:
                 break
-    return {"loss": loss_sum / max(1, seen), "acc": correct / max(1, seen), "seen": seen,
-            "seconds": time.time() - t0}
+    out = {"loss": loss_sum / max(1, seen), "acc": correct / max(1, seen), "seen": seen,
+           "seconds": time.time() - t0}
+    if attributes is not None:
+        out["attribute_loss"] = attr_sum / max(1, attr_batches)
+    return out
 
 
 @torch.no_grad()
@@ -191,7 +203,9 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
         pre = dataclasses.replace(pre, size=config.image_size)
 
     t_prepare = time.time()
-    trainable, param_sets, train_batches, val_batches = _plan(model, config, collection, class_to_idx, pre, log)
+    targets = attribute_targets(train, config.attributes, config.seed, log) if config.attributes else None
+    trainable, param_sets, train_batches, val_batches = _plan(model, config, collection, class_to_idx, pre, log,
+                                                              n_attributes=len(targets.names) if targets else 0)
     prepare_seconds = time.time() - t_prepare
     optimizer = build_optimizer(param_sets, config.weight_decay)
     steps = len(train_batches) * config.epochs
@@ -204,6 +218,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     fingerprint = {"classes": classes, "train": [s.path for s in train], "val": [s.path for s in val]}
     state = _resume(ckpt_path, config, fingerprint, model, optimizer, scheduler, log)
     history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
+    if "attribute_head" in state and isinstance(trainable, WithAttributes):
+        trainable.attributes.load_state_dict(state["attribute_head"])
     # An early-stopped run is finished; one stopped by the time budget goes on when rerun, with a
     # fresh budget, unless the budget spans reruns (compare: a run's budget is its whole life).
     finished = {"early_stopping"} | ({"time_budget"} if budget_spans_reruns else set())
@@ -216,13 +232,14 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     for epoch in range(first_epoch, config.epochs + 1):
         _set_epoch(train_batches, epoch - 1, config.seed)
         tr = train_one_epoch(trainable, train_batches, optimizer, scheduler, smoothing=config.label_smoothing,
-                             weight=weights,
+                             weight=weights, attributes=targets, attribute_weight=config.attribute_loss_weight,
                              bf16=config.bf16, desc=f"epoch {epoch}/{config.epochs}",
                              total=_count(train_batches), deadline=deadline)
         va = evaluate(trainable, val_batches) if val else {"loss": None, "acc": None}
         history.append({"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
                         "val_loss": va["loss"], "val_acc": va["acc"], "seconds": tr["seconds"],
-                        "images_per_second": tr["seen"] / max(1e-9, tr["seconds"])})
+                        "images_per_second": tr["seen"] / max(1e-9, tr["seconds"]),
+                        **({"train_attribute_loss": tr["attribute_loss"]} if targets else {})})
         improved = best is None or (va["acc"] is not None and va["acc"] > best["val_acc"]) or va["acc"] is None
         if improved:
             best = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"]}
@@ -239,6 +256,7 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
                       "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "best": best,
                       "bad_epochs": bad_epochs, "config": _resume_key(config), "data": fingerprint,
                       "stopped_by": stopped_by, "rng": torch.get_rng_state(),
+                      **({"attribute_head": trainable.attributes.state_dict()} if targets else {}),
                       "seconds": time.time() - t_start}, ckpt_path)
         if stopped_by != "epochs":
             break
@@ -258,13 +276,17 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
                      "train_seconds": round(train_seconds, 1), "prepare_seconds": round(prepare_seconds, 1),
                      "stopped_by": stopped_by, "history": history},
         "data": {k: v for k, v in collection.summary().items() if k not in ("skipped", "leakage")},
+        **({"multitask": {"attributes": targets.summary, "loss_weight": config.attribute_loss_weight}}
+           if targets else {}),
     }, temperature=temperature)
     return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds + prepare_seconds,
                      stopped_by, model)
 
 
-def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log):
-    """Decide what trains and how batches are fed: (trainable module, [(params, lr)], train, val)."""
+def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log,
+          n_attributes: int = 0):
+    """Decide what trains and how batches are fed: (trainable module, [(params, lr)], train, val).
+    With n_attributes, the trainable suffix also outputs that many attribute logits in training."""
     train, val = collection.split("train"), collection.split("val")
     from_block = config.train_from_block
     if config.mode == "finetune" and from_block is None:
@@ -273,6 +295,10 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
         prefix, suffix = model.backbone, model.head
     elif config.mode == "finetune" and from_block != 0:
         prefix, suffix = model.trunk_split(from_block)
+    elif n_attributes:
+        raise ValueError(f"multi-task training needs a network that fine-tunes from a given block "
+                         f"(EfficientNet-Lite and the other block-structured ones), not {config.model} "
+                         f"with --train-from-block {from_block}")
     else:  # streaming: the whole network learns from freshly augmented photos
         side = decode_side(pre)
         train_loader = make_loader(LabelledPhotos(train, class_to_idx, train_preset(pre), side),
@@ -285,6 +311,12 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
     for p in model.parameters():
         p.requires_grad_(False)
     trainable_params = list(_own_parameters(suffix))
+    extra_head = []
+    if n_attributes:
+        body, head = suffix
+        suffix = WithAttributes(body, head, model.num_features, n_attributes, model.head[0].p)
+        extra_head = list(suffix.attributes.parameters())
+        trainable_params += extra_head
     for p in trainable_params:
         p.requires_grad_(True)
     key_parts = dict(model=config.model, weights=config.weights, block=from_block, mode=config.mode,
@@ -306,12 +338,13 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
     n_train = sum(p.numel() for p in trainable_params)
     log(f"training {n_train / 1e6:.2f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
         f"parameters of {config.model} ({config.mode}) on cached frozen-prefix outputs")
-    return suffix, _lr_groups(model, trainable_params, config), batches["train"], batches.get("val", [])
+    return (suffix, _lr_groups(model, trainable_params, config, extra_head), batches["train"],
+            batches.get("val", []))
 
 
-def _lr_groups(model: Classifier, params: list, config: TrainConfig) -> list[tuple[list, float]]:
-    """The head at lr; pretrained layers at lr x backbone_lr_scale (all at lr from scratch)."""
-    head_ids = {id(p) for p in model.head.parameters()}
+def _lr_groups(model: Classifier, params: list, config: TrainConfig, extra_head=()) -> list[tuple[list, float]]:
+    """The heads at lr; pretrained layers at lr x backbone_lr_scale (all at lr from scratch)."""
+    head_ids = {id(p) for p in model.head.parameters()} | {id(p) for p in extra_head}
     scale = 1.0 if config.mode == "scratch" else config.backbone_lr_scale
     return [([p for p in params if id(p) not in head_ids], config.lr * scale),
             ([p for p in params if id(p) in head_ids], config.lr)]
@@ -398,5 +431,6 @@ def _set_epoch(batches, epoch: int, seed: int) -> None:
 
 def _epoch_line(h: dict, improved: bool) -> str:
     val = (f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}" if h["val_acc"] is not None else "no val split")
-    return (f"epoch {h['epoch']:3d}  train loss {h['train_loss']:.3f} acc {h['train_acc']:.3f}  {val}  "
+    attr = f" attributes {h['train_attribute_loss']:.3f}" if "train_attribute_loss" in h else ""
+    return (f"epoch {h['epoch']:3d}  train loss {h['train_loss']:.3f}{attr} acc {h['train_acc']:.3f}  {val}  "
             f"{h['images_per_second']:.0f} img/s{'  *best' if improved else ''}")

@@ -404,7 +404,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
                     explainer["x"] = Explainer(bundle)
                 ex = explainer["x"].explain(path, every_attribute=True)
                 photo, _ = read_photo(path)
-            except FileNotFoundError as e:  # a bundle without weights.pt
+            except FileNotFoundError:  # a bundle without weights.pt
                 raise HTTPException(503, "heatmaps are not available: the model bundle has no PyTorch "
                                          "weights (weights.pt)") from None
             except PhotoError as e:

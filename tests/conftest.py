@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,31 @@ def index_copy(listing_index, tmp_path) -> Path:
     with sqlite3.connect(listing_index[0]) as src, sqlite3.connect(dest) as out:
         src.backup(out)
     return dest
+
+
+# --- PostgreSQL (bash .ci/run starts a server; elsewhere these tests skip) -----------------------
+
+def _postgres_url() -> str:
+    url = os.environ.get("ESTATELENS_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("ESTATELENS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("ESTATELENS_REQUIRE_POSTGRES=1 but ESTATELENS_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL server: set ESTATELENS_TEST_POSTGRES=postgresql://user@host:port/db "
+                    "(bash .ci/run starts one)")
+    return url
+
+
+@pytest.fixture
+def postgres_db():
+    """A fresh PostgreSQL database on the test server, dropped afterwards."""
+    import psycopg
+
+    base = _postgres_url()
+    name = f"estatelens_test_{uuid.uuid4().hex[:10]}"
+    plain = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = plain.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -355,32 +354,6 @@ def test_cli_index_search_export(tmp_path, capsys):
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------
-
-def _postgres_url() -> str:
-    url = os.environ.get("ESTATELENS_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("ESTATELENS_REQUIRE_POSTGRES") == "1":
-            pytest.fail("ESTATELENS_REQUIRE_POSTGRES=1 but ESTATELENS_TEST_POSTGRES is not set")
-        pytest.skip("no PostgreSQL server: set ESTATELENS_TEST_POSTGRES=postgresql://user@host:port/db "
-                    "(bash .ci/run starts one)")
-    return url
-
-
-@pytest.fixture
-def postgres_db():
-    """A fresh PostgreSQL database on the test server, dropped afterwards."""
-    import psycopg
-
-    base = _postgres_url()
-    name = f"estatelens_test_{uuid.uuid4().hex[:10]}"
-    plain = base.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = plain.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
 
 def test_postgresql_index_search_correct_and_reindex(postgres_db, listing_index, tmp_path, rooms_bundle):
     """The same scenario on PostgreSQL and on SQLite gives the same answers."""

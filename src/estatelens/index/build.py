@@ -142,12 +142,16 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
     summary = IndexSummary(warnings=list(listings.warnings))
     t0 = time.time()
     model, version = model_identity(bundle)
-    with engine.begin() as conn:
-        _write_listings(conn, listings.facts)
-        db.set_meta(conn, "classes", ",".join(bundle.classes))
-        db.set_meta(conn, "model", model)
-        db.set_meta(conn, "model_version", version)
-        db.add_to_meta_list(conn, "attributes", [h.name for h in bundle.attributes])
+
+    def write_meta() -> None:
+        with engine.begin() as conn:
+            _write_listings(conn, listings.facts)
+            db.set_meta(conn, "classes", ",".join(bundle.classes))
+            db.set_meta(conn, "model", model)
+            db.set_meta(conn, "model_version", version)
+            db.add_to_meta_list(conn, "attributes", [h.name for h in bundle.attributes])
+
+    db.retrying(write_meta)
 
     inputs = list(inputs)
     found = []
@@ -175,10 +179,13 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
             continue
         todo.append((path, listing, stat))
     if relink:
-        with engine.begin() as conn:
-            _ensure_listings(conn, {lst for _, lst in relink})
-            for pid, lst in relink:
-                conn.execute(update(db.photos).where(db.photos.c.id == pid).values(listing_id=lst))
+        def write_links() -> None:
+            with engine.begin() as conn:
+                _ensure_listings(conn, {lst for _, lst in relink})
+                for pid, lst in relink:
+                    conn.execute(update(db.photos).where(db.photos.c.id == pid).values(listing_id=lst))
+
+        db.retrying(write_links)
     if summary.n_unchanged:
         log(f"{summary.n_unchanged} of {summary.n_found} photos are already in the index from this model "
             f"(unchanged files): not tagged again")
@@ -272,9 +279,15 @@ def _write_listings(conn, facts: dict[str, dict[str, str]]) -> None:
 def write_rows(engine, rows: list[TagRow], info: dict, model: str, version: str,
                thresholds: dict[str, float | None], origin: str = "index") -> list[int]:
     """Store tagged rows in one transaction (insert or update by path), then re-apply corrections.
-    Returns the photos' ids in the order of `rows`."""
+    Returns the photos' ids in the order of `rows`. Another process writing the same index at once
+    makes it retry the transaction (db.retrying)."""
     if not rows:
         return []
+    return db.retrying(lambda: _write_rows_once(engine, rows, info, model, version, thresholds, origin))
+
+
+def _write_rows_once(engine, rows: list[TagRow], info: dict, model: str, version: str,
+                     thresholds: dict[str, float | None], origin: str) -> list[int]:
     stamp = db.now()
     ids = []
     with engine.begin() as conn:

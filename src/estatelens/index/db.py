@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import re
+import time
 import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
                         Table, Text, create_engine, delete, event, inspect, select, update)
-from sqlalchemy.exc import ArgumentError, DatabaseError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 ROOM_TYPE = "room_type"  # the correction target for the room type; any other target is an attribute
@@ -116,10 +121,7 @@ def connect(db: str | os.PathLike, create: bool = True) -> Engine:
                          f"or a postgresql:// URL") from None
     try:
         if create:
-            metadata.create_all(engine)
-            with engine.begin() as conn:
-                if conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar() is None:
-                    conn.execute(meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+            _create_tables(engine)
         elif not inspect(engine).has_table("photos"):
             raise FileNotFoundError(f"{_safe_url(url)}: holds no estatelens index "
                                     f"(build one with `estatelens index PHOTOS --db ...`)")
@@ -132,6 +134,45 @@ def connect(db: str | os.PathLike, create: bool = True) -> Engine:
             raise ValueError(f"{_safe_url(url)}: the database's encoding is {encoding}; the index needs UTF8 "
                              f"(CREATE DATABASE ... ENCODING 'UTF8')")
     return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 6) -> None:
+    """The tables and the schema row, when missing. Two processes that open a new index at once
+    (two `index` runs on one file or database) race here: the loser sees "already exists" or a
+    duplicate key, and tries again, by which time the winner's tables are there to be found."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            with engine.begin() as conn:
+                if conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar() is None:
+                    conn.execute(meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+            return
+        except DatabaseError as e:
+            text = str(e.orig).lower()
+            lost_race = isinstance(e, IntegrityError) or "already exists" in text or "duplicate" in text
+            if not lost_race or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
+# What another writer of the same index at the same moment causes, and a retry of the whole
+# transaction mends: SQLite's lock (a transaction that read before it wrote cannot wait for the
+# lock in WAL mode), PostgreSQL's deadlock and serialisation failures, and a row inserted by the
+# other writer between our read and our insert (the retry then finds and updates it).
+_TRANSIENT = ("database is locked", "deadlock detected", "could not serialize", "duplicate key", "unique constraint")
+
+
+def retrying(transaction: Callable[[], T], attempts: int = 20) -> T:
+    """Run `transaction` (which opens and commits its own transaction), again after a short wait
+    when it failed only because another process wrote the index at the same time."""
+    for attempt in range(attempts):
+        try:
+            return transaction()
+        except (OperationalError, IntegrityError) as e:
+            if attempt == attempts - 1 or not any(t in str(e.orig).lower() for t in _TRANSIENT):
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def _safe_url(url: str) -> str:

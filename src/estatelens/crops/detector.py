@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from .. import __version__
-from ..bundle import BUNDLE_SUFFIX, commit_folder, estatelens_home, onnx_session, staging_folder, write_json
+from ..bundle import (BUNDLE_SUFFIX, commit_folder, estatelens_home, onnx_session, staging_folder,
+                      torchscript_onnx_export, write_json)
 from ..data.images import read_photo
 from .generator import CropSettings, cut_patches, network_input
 
@@ -172,6 +173,5 @@ def export_crop_net(info: dict, heads_file: Path, dest: Path) -> Path:
         net, inputs, in_names = ThumbnailOnlyNet(net), (x,), ["thumbnail"]
     out_names = ["cropped", "rect", "factor"] + (["positions"] if patch is not None else [])
     with torch.no_grad():
-        torch.onnx.export(net, inputs, str(dest), input_names=in_names, output_names=out_names,
-                          dynamic_axes={n: {0: "batch"} for n in in_names + out_names}, opset_version=17, dynamo=False)
+        torchscript_onnx_export(net, inputs, dest, in_names, out_names)
     return dest

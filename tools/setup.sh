@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv beside the repository root (once) and install estatelens with its test tools.
+# Create .venv beside the repository root (once) and install estatelens with its test and docs tools.
 # Sourced by tools/demo.sh and tools/test.sh; safe to run again (reinstalls only when
 # pyproject.toml changed).
 set -euo pipefail

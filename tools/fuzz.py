@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import platform
 import random
 import sys
@@ -28,6 +29,16 @@ from fuzz_targets import FORMATS, SUFFIX, decode_target, mutate, query_target, s
 WORDS = ["kitchen", "kök", "fireplace", "balcony", "price", "<", ">=", "!=", "=", "500000", "1e308", "nan", "-",
          "listings", "photos", "room", "corrected", "yes", "no", ":", ",", " ", "0.5", "area>=1e999", "city=Oslo",
          '"', "without", "not", "\x00", "ﬁreplace", "\u202e", "0x10", "9" * 40]
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def random_text(rnd: random.Random) -> str:
@@ -86,7 +97,7 @@ def main() -> int:
 
     lines = ["# Fuzzing the decode path and the query parser", "",
              f"Written by `python tools/fuzz.py --minutes {args.minutes:g} --seed {args.seed}` on {date.today()}; "
-             f"{platform.processor() or platform.machine()}, Python {platform.python_version()}. "
+             f"{_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
              "Targets in tests/fuzz_targets.py (also run, bounded, by tests/test_fuzz.py in CI).", "",
              "| target | executions | per second | findings |", "|---|---:|---:|---:|"]
     for target, n in counts.items():

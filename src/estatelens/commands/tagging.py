@@ -1,0 +1,167 @@
+"""Tagging commands: tag (the main job), explain (heatmaps), predict (top classes of any bundle).
+
+Each command's parser is declared here beside its handler; cli.py puts them together."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import DEFAULT_MODEL
+
+
+def add_parsers(sub) -> None:
+    g = sub.add_parser("tag", help="tag listing photos with room type and attributes (the main job)", description=(
+        "Tag every photo in PATH... (files, folders searched recursively, or .txt files listing one\n"
+        "path per line) with the room type the model sees, its probability, the top-3 classes and\n"
+        "the photo's size; for every attribute head in the bundle (fireplace, balcony, ...) the\n"
+        "probability and yes/no at the head's shipped threshold, from the same network pass.\n"
+        "Unusable files (corrupt, truncated, empty, not images) get a row saying\n"
+        "why, and the run goes on. The output format follows the extension of --out: .xlsx (a\n"
+        "spreadsheet with a filtering header row), .csv, .json, .jsonl or .parquet (needs pyarrow).\n"
+        "An interrupted run (Ctrl-C, crash) loses nothing: rerun the same command to resume."),
+        epilog=("examples:\n  estatelens tag listing-photos/ --out tags.xlsx\n"
+                "  estatelens tag a.jpg b.jpg --out tags.json\n"
+                "  estatelens tag photos/ --out tags.csv --sort-into by-room/ --link --min-confidence 0.6"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("paths", nargs="+", metavar="PATH", help="photo, folder, or .txt list of paths")
+    g.add_argument("--out", default="tags.xlsx", help="output file: .xlsx, .csv, .json, .jsonl or .parquet (default tags.xlsx)")
+    g.add_argument("--crops", action="store_true", help=(
+        "also say whether each photo was cropped: columns cropped_probability, crop_factor and "
+        "crop_x0, crop_y0, crop_x1, crop_y1 (the photo's rectangle inside its estimated original "
+        "frame, 0 to 1); a second, small network pass per photo"))
+    g.add_argument("--crop-model", default="crops", metavar="MODEL", help=(
+        "with --crops: a crop bundle from train-crops (default: the bundled crops model)"))
+    g.add_argument("--sort-into", metavar="DIR", help=(
+        "also place each photo under DIR/<room type>/ (a copy unless --link); a different file of the "
+        "same name already there is never overwritten (the new one gets a -2, -3... suffix)"))
+    g.add_argument("--link", action="store_const", const="hard", help=(
+        "with --sort-into: hard links instead of copies (a copy where the file system cannot link)"))
+    g.add_argument("--symlink", dest="link", action="store_const", const="symbolic",
+                   help="with --sort-into: symbolic links instead of copies")
+    g.add_argument("--min-confidence", type=float, default=0.0, metavar="P", help=(
+        "photos whose top probability is below P get room type 'uncertain' (and go to DIR/uncertain), "
+        "as do photos the bundle finds unlike all it learned from (the `unusual` column)"))
+    g.add_argument("--explain", metavar="DIR", help=(
+        "also write heatmap overlays into DIR: where the network looked for the room type and for "
+        "every attribute that fires (Grad-CAM; slower: a PyTorch pass per photo, about 12 photos/s on 2 cores); "
+        "files are named <photo>-<8 hex of its path>.<room type or attribute>.jpg and listed in the "
+        "heatmaps column"))
+    _add_tagger_options(g)
+    g.add_argument("--restart", action="store_true", help="ignore what an interrupted run left and start over")
+    g.set_defaults(func=cmd_tag)
+
+    x = sub.add_parser("explain", help="show where the model looked: heatmap overlays per photo",
+                       description=(
+        "Write heatmap overlays (Grad-CAM on the network's last feature map) for each PHOTO into\n"
+        "DIR: one for the room type and one for every attribute that fires (at its shipped\n"
+        "threshold), each the size of the photo, named <photo>.<room type or attribute>.jpg. The\n"
+        "probabilities printed are the ones `estatelens tag` writes. Needs the bundle's weights.pt."),
+        epilog="examples:\n  estatelens explain living-room.jpg --out heatmaps/\n"
+               "  estatelens explain photos/*.jpg --out heatmaps/ --every-attribute",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("photos", nargs="+", metavar="PHOTO")
+    x.add_argument("--out", required=True, metavar="DIR", help="folder for the overlays (created if missing)")
+    x.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
+    x.add_argument("--every-attribute", action="store_true",
+                   help="a heatmap for every attribute, also those below their threshold")
+    x.set_defaults(func=cmd_explain)
+
+    pr = sub.add_parser("predict", help="print the top classes a model sees in photos", description=(
+        "Print the top-K classes for each photo. With --model imagenet-lite0 this is what a ready-"
+        "trained ImageNet CNN says about a photo, before any retraining."))
+    pr.add_argument("photos", nargs="+")
+    pr.add_argument("--model", default="imagenet-lite0")
+    pr.add_argument("--top", type=int, default=5)
+    pr.set_defaults(func=cmd_predict)
+
+
+
+def _add_tagger_options(p: argparse.ArgumentParser) -> None:
+    """The options of every command that runs the tagger over photos (tag, index)."""
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
+    p.add_argument("--batch-size", type=int, default=16, help=(
+        "photos per network run (default 16: on 2 cores smaller batches keep activations in cache "
+        "and ran faster than 32 or 64)"))
+    p.add_argument("--workers", type=int, default=2, help="photo decoding threads")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+
+def cmd_tag(args) -> int:
+    from ..bundle import load_bundle
+    from ..tagging import TagJob, run_tagging
+
+    if args.link and not args.sort_into:
+        raise ValueError("--link and --symlink only make sense with --sort-into DIR")
+    bundle = load_bundle(args.model)
+    bundle.session(args.threads)
+    job = TagJob(inputs=args.paths, out=args.out, sort_into=args.sort_into, link=args.link,
+                 min_confidence=args.min_confidence, batch_size=args.batch_size, workers=args.workers,
+                 restart=args.restart, progress=not args.quiet, explain=args.explain,
+                 crops=args.crop_model if args.crops else None, threads=args.threads)
+    s = run_tagging(bundle, job)
+    print(f"{s.n_rows} files: {s.n_ok} tagged, {s.n_skipped} skipped"
+          + (f" ({s.n_resumed} from the interrupted run)" if s.n_resumed else "")
+          + f"; {s.photos_per_second:.0f} photos/s this run")
+    if s.per_class:
+        print("  " + ", ".join(f"{k} {v}" for k, v in s.per_class.items()))
+    for path, reason in s.skipped_examples:
+        print(f"  skipped {path}: {reason}")
+    print(f"output: {s.out}")
+    return 0
+
+
+
+def cmd_explain(args) -> int:
+    from ..bundle import load_bundle
+    from ..data.images import PhotoError
+    from ..explain import Explainer, overlay_stem, write_overlays
+
+    bundle = load_bundle(args.model)
+    explainer = Explainer(bundle)
+    stems = [Path(p).stem for p in args.photos]
+    status = 0
+    for path, stem in zip(args.photos, stems):
+        try:
+            explanation = explainer.explain(path, every_attribute=args.every_attribute)
+            # Two photos of the same name (a/IMG_1.jpg, b/IMG_1.jpg) get their path's hash added.
+            files = write_overlays(explanation, args.out, bundle.preprocessing.crop_fraction,
+                                   stem=overlay_stem(path, unique=stems.count(stem) > 1))
+        except PhotoError as e:
+            print(f"{path}: skipped: {e.reason}")
+            status = 1
+            continue
+        print(f"{path}: " + ", ".join(
+            f"{hm.label} {hm.probability:.3f}" if hm.target == "room_type" else f"{hm.target} {hm.probability:.3f} ({hm.label})"
+            for hm in explanation.heatmaps))
+        for f in files:
+            print(f"  {f}")
+    return status
+
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from ..bundle import load_bundle
+    from ..data.images import PhotoError
+
+    if args.model == "imagenet-lite0":
+        from ..imagenet import load_imagenet_bundle
+
+        bundle = load_imagenet_bundle()
+    else:
+        bundle = load_bundle(args.model)
+    status = 0
+    for path in args.photos:
+        try:
+            probs = bundle.predict_files([path])[0]
+        except PhotoError as e:
+            print(f"{path}: skipped: {e.reason}")
+            status = 1
+            continue
+        top = np.argsort(-probs)[: args.top]
+        print(f"{path}: " + ", ".join(f"{bundle.classes[i]} {probs[i]:.3f}" for i in top))
+    return status
+

@@ -272,3 +272,24 @@ def test_app_refuses_to_start_without_a_token_or_an_index(index_copy, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such index"):
         create_app(str(tmp_path / "typo.db"), token=TOKEN)
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_thumbnails_are_cached_by_the_browser(client):
+    """Cache-Control lets a browser keep a grid for an hour; after that it asks with the ETag and
+    gets a 304 (no photo read) until the photo or its tags change."""
+    p = _first_photo(client)
+    first = client.get(f"/api/photos/{p['id']}/thumbnail")
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and "max-age=3600" in first.headers["cache-control"]
+    again = client.get(f"/api/photos/{p['id']}/thumbnail", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert client.get(f"/api/photos/{p['id']}/thumbnail", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert client.get(f"/api/photos/{p['id']}/image").headers["etag"] != etag  # another size, another tag
+    # re-tagging the photo (an upload of the same file would too) changes the tag
+    from estatelens.index import db
+    from sqlalchemy import update
+
+    engine = client.app.state.engine
+    with engine.begin() as conn:
+        conn.execute(update(db.photos).where(db.photos.c.id == p["id"]).values(tagged_at=db.now()))
+    assert client.get(f"/api/photos/{p['id']}/thumbnail", headers={"If-None-Match": etag}).status_code == 200

@@ -15,6 +15,7 @@ Security Policy without inline scripts, nosniff, no framing), and uploads are li
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -355,18 +356,30 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
         return shown(request, photo_or_404(photo_id))
 
     @app.get("/api/photos/{photo_id}/thumbnail", summary="The photo, at most 360 px on its short side (JPEG)",
-             response_class=Response, responses={200: _JPEG, **reads, **_problems(404, 409, 410)})
-    def thumbnail(photo_id: PhotoId) -> Response:
-        return Response(_rendered(photo_id, THUMB_SIDE, thumbs), media_type="image/jpeg",
-                        headers={"Cache-Control": "max-age=3600"})
+             response_class=Response, responses={200: _JPEG, 304: _NOT_MODIFIED, **reads, **_problems(404, 409, 410)})
+    def thumbnail(request: Request, photo_id: PhotoId) -> Response:
+        return _photo_response(request, photo_id, THUMB_SIDE, thumbs)
 
     @app.get("/api/photos/{photo_id}/image", summary="The photo, at most 1600 px on its long side (JPEG)",
-             response_class=Response, responses={200: _JPEG, **reads, **_problems(404, 409, 410)})
-    def image(photo_id: PhotoId) -> Response:
-        return Response(_rendered(photo_id, IMAGE_SIDE, None), media_type="image/jpeg")
+             response_class=Response, responses={200: _JPEG, 304: _NOT_MODIFIED, **reads, **_problems(404, 409, 410)})
+    def image(request: Request, photo_id: PhotoId) -> Response:
+        return _photo_response(request, photo_id, IMAGE_SIDE, None)
 
-    def _rendered(photo_id: int, side: int, cache: _Cache | None) -> bytes:
+    def _photo_response(request: Request, photo_id: int, side: int, cache: _Cache | None) -> Response:
+        """The rendered JPEG with an ETag (the photo, its file and when it was tagged), so that a
+        browser keeps a grid of thumbnails for an hour and then asks again with If-None-Match: a
+        304, without reading the photo, when nothing changed."""
         rec, path = photo_file(photo_id)
+        st = path.stat()
+        etag = '"' + hashlib.sha1(f"{photo_id}:{side}:{rec['tagged_at']}:{st.st_size}:{st.st_mtime_ns}".encode()
+                                  ).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+        asked = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
+        if etag in asked or "*" in asked:
+            return Response(status_code=304, headers=headers)
+        return Response(_rendered(photo_id, side, cache, rec, path), media_type="image/jpeg", headers=headers)
+
+    def _rendered(photo_id: int, side: int, cache: _Cache | None, rec: dict, path: Path) -> bytes:
         key = (photo_id, side, rec["tagged_at"])
         if cache is not None and (hit := cache.get(key)) is not None:
             return hit
@@ -532,6 +545,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
 
 
 _JPEG = {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "a JPEG"}
+_NOT_MODIFIED = {"description": "the copy the client holds (If-None-Match) is current"}
 
 
 def _image_extension(data: bytes) -> str | None:

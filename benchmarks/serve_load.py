@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import socket
 import subprocess
@@ -29,21 +27,10 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+from tagging_speed import DATA, ROOT, machine
 QUERIES = ["kitchen", "bedroom", "bathroom fireplace", "listings price<400000", "listings bedrooms>=3",
            "kök", "exterior", "living room", "listings area_sqft>2000 kitchen", "fireplace>0.3", "room=bedroom",
            "listings zipcode=92880", "balcony", "kitchen corrected=no", "listings"]
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_index(db: str) -> None:
@@ -165,8 +152,7 @@ def main() -> int:
 
     command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]).replace(args.postgres or "\0", "URL")
     lines = ["# Load on `estatelens serve`", "",
-             f"Written by `{command}` on {date.today()}; {_cpu()}, {os.cpu_count()} cores (clients and server "
-             f"share them), Python {platform.python_version()}. Index: the 712 photos and 178 listings of "
+             f"Written by `{command}` on {date.today()}; {machine()} (clients and server share the cores). Index: the 712 photos and 178 listings of "
              f"../shared/data/houses. Each number of clients runs {args.seconds:g} s; a request mix of searches "
              "(half), listing pages (a fifth) and thumbnails (the rest, no browser cache).", "",
              "| database | clients | requests/s | p50 | p99 | errors | search p50 / p99 | listing p50 / p99 | thumbnail p50 / p99 |",

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -23,22 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fuzz_targets import FORMATS, SUFFIX, decode_target, mutate, query_target, seed_photos  # noqa: E402
+from tagging_speed import machine  # noqa: E402
 
 WORDS = ["kitchen", "kök", "fireplace", "balcony", "price", "<", ">=", "!=", "=", "500000", "1e308", "nan", "-",
          "listings", "photos", "room", "corrected", "yes", "no", ":", ",", " ", "0.5", "area>=1e999", "city=Oslo",
          '"', "without", "not", "\x00", "ﬁreplace", "\u202e", "0x10", "9" * 40]
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def random_text(rnd: random.Random) -> str:
@@ -97,7 +87,7 @@ def main() -> int:
 
     lines = ["# Fuzzing the decode path and the query parser", "",
              f"Written by `python tools/fuzz.py --minutes {args.minutes:g} --seed {args.seed}` on {date.today()}; "
-             f"{_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+             f"{machine()}. "
              "Targets in tests/fuzz_targets.py (also run, bounded, by tests/test_fuzz.py in CI).", "",
              "| target | executions | per second | findings |", "|---|---:|---:|---:|"]
     for target, n in counts.items():

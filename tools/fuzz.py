@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/fuzz.md"))
     ap.add_argument("--findings", default=str(ROOT / "fuzz-findings"))
     args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)  # Pillow on broken files; the targets judge the outcome
     rnd = random.Random(args.seed)
     seeds = seed_photos()
     findings_dir = Path(args.findings)

@@ -24,14 +24,15 @@ TOKEN = "s3cret-token"
 EXAMPLES = int(os.environ.get("ESTATELENS_SCHEMA_EXAMPLES", "25"))
 # A request the schema cannot tell is wrong may still be refused: a search query is a small
 # language (an unknown field is a 400), an id may name no photo (404), an upload may hold bytes
-# that are no image (415), a photo may be untaggable (409). Valid-shaped requests answered so
-# count as accepted; anything else (a 422 for a schema-valid request, a 5xx) fails.
+# that are no image (415), a photo may be untaggable (409), a client may upload too often (429).
+# Valid-shaped requests answered so count as accepted; anything else (a 422 for a schema-valid
+# request, a 5xx) fails.
 # The first heatmap loads the PyTorch model: seconds on a busy machine, hence the long timeout.
 CONFIG = """
 request-timeout = 180
 
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "400", "401", "403", "404", "409", "410", "415"]
+expected-statuses = ["2xx", "400", "401", "403", "404", "409", "410", "415", "429"]
 """
 
 

@@ -487,3 +487,26 @@ def test_a_head_without_threshold_gives_probabilities_and_no_yes_or_no(tmp_path,
     [row] = read_csv_rows(out)
     assert row["dim"] == "" and 0 <= float(row["dim_probability"]) <= 1
     assert row["heatmaps"].count(";") == 0  # the room type only: nothing "fires" without a threshold
+
+
+def test_the_test_report_groups_sources_named_one_relative_one_absolute(tmp_path, monkeypatch):
+    """Two label CSVs, one naming photos by relative paths and one by absolute ones (the shared
+    labels and data/labels/ in tools/build_default_model.sh): the report still groups by source."""
+    import numpy as np
+
+    from estatelens.attributes import AttributeHead
+    from estatelens.data.attribute_labels import AttributeLabels
+    from estatelens.data.dataset import Sample
+    from estatelens.training.attributes import _test_report
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "web").mkdir()
+    (tmp_path / "places").mkdir()
+    rel = [f"web/{i}.jpg" for i in range(6)]
+    absolute = [str(tmp_path / "places" / f"{i}.jpg") for i in range(6)]
+    labels = AttributeLabels("fireplace", [Sample(p, "yes" if i % 2 else "no", "test") for i, p in enumerate(rel + absolute)])
+    y = np.array([i % 2 for i in range(12)])
+    p = np.linspace(0.05, 0.95, 12)
+    head = AttributeHead("fireplace", np.zeros(4, np.float32), 0.0, threshold=0.5, target_precision=0.9, graph="g")
+    report = _test_report(head, p, y, rel + absolute, labels)
+    assert set(report["by_source"]) == {"web", "places"}

@@ -361,10 +361,12 @@ def _test_report(head: AttributeHead, p: np.ndarray, y: np.ndarray, paths: list[
         return {"n": 0}
     out = attribute_metrics(y, p, head.threshold)
     # Per source (first folder under the labels' root), e.g. rooms-web, rooms-places, houses.
-    roots = [Path(s.path) for s in labels.samples]
+    # Absolute paths: label sources may name photos one relative, one absolute (../shared/data
+    # beside data/labels/), and commonpath refuses a mix.
+    roots = [Path(os.path.abspath(s.path)) for s in labels.samples]
     common = Path(os.path.commonpath([str(r.parent) for r in roots])) if roots else Path(".")
-    source = np.array([Path(os.path.relpath(q, common)).parts[0] if os.path.relpath(q, common).count(os.sep)
-                       else "." for q in paths])
+    rel = [os.path.relpath(os.path.abspath(q), common) for q in paths]
+    source = np.array([Path(r).parts[0] if r.count(os.sep) else "." for r in rel])
     if len(set(source)) > 1:
         out["by_source"] = {s: attribute_metrics(y[source == s], p[source == s], head.threshold)
                             for s in sorted(set(source))}

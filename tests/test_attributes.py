@@ -510,3 +510,31 @@ def test_the_test_report_groups_sources_named_one_relative_one_absolute(tmp_path
     head = AttributeHead("fireplace", np.zeros(4, np.float32), 0.0, threshold=0.5, target_precision=0.9, graph="g")
     report = _test_report(head, p, y, rel + absolute, labels)
     assert set(report["by_source"]) == {"web", "places"}
+
+
+def test_a_multitask_network_is_calibrated_on_photos_whose_labels_it_did_not_learn(tmp_path, stripes_bundle):
+    """After `train --attribute`, the bundle names the photos whose labels the network learnt;
+    train-attribute then takes calibration, threshold and C from the others only."""
+    import shutil
+
+    from estatelens.bundle import load_bundle as load
+    from estatelens.data.attribute_labels import read_attribute_labels as read
+    from estatelens.training.attributes import train_attribute
+    from estatelens.training.multitask import photo_key
+
+    data = make_dim_folder(tmp_path / "data", per_value=30)
+    labels = read(data, "dim")
+    bundle_dir = tmp_path / "mt.estatelens"
+    shutil.copytree(stripes_bundle, bundle_dir)
+    bundle = load(bundle_dir)
+    pool = [s for s in labels.samples if s.split != "test"]
+    learnt = [photo_key(s.path) for s in pool[::2]]  # the network "learnt" every other photo
+    bundle.update_info(multitask={"attributes": {}, "labelled": {"dim": learnt}})
+    lines = []
+    fit = train_attribute(load(bundle_dir), labels, views=0, progress=False, log=lines.append)
+    unseen = len(pool) - len(learnt)
+    assert fit.report["validation"]["n"] == unseen and "did not learn" in fit.report["validation"]["how"]
+    assert any(f"from the other {unseen}" in line for line in lines)
+    # a bundle that learnt no labels is calibrated on every train+val photo, as before
+    plain = train_attribute(load(stripes_bundle), labels, views=0, progress=False, log=lambda s: None)
+    assert plain.report["validation"]["n"] == len(pool)

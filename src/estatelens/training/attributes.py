@@ -300,17 +300,31 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
         f"{len(labels.unsure)} unsure left out, {len(failed)} unreadable"
         + (f", {len(leaked)} test photos left out as copies of training photos" if leaked else ""))
 
+    # A network fine-tuned with this attribute (train --attribute) has learnt the labels of some of
+    # these photos: out-of-fold scores on them are optimistic. Calibration, the threshold and the
+    # choice of C then come from the others only ("unseen").
+    learnt = set(((bundle.info.get("multitask") or {}).get("labelled") or {}).get(labels.name, []))
+    if learnt:
+        from .multitask import photo_key
+
+        unseen = np.array([photo_key(samples[i].path) not in learnt for i in pool])
+        log(f"  the network learnt {labels.name} from {int((~unseen).sum())} of these photos (multi-task): "
+            f"calibration and threshold come from the other {int(unseen.sum())} "
+            f"({int(y_pool[unseen].sum())} yes)")
+    else:
+        unseen = np.ones(len(pool), dtype=bool)
+    y_cal = y_pool[unseen]
     cv_scores = {}
     best = None
     for C in C_GRID:
         z = _out_of_fold(emb[pool], y_pool, groups, C, class_balance, seed)
-        cv_scores[C] = attribute_metrics(y_pool, 1 / (1 + np.exp(-z)), 0.5)["average_precision"]
+        cv_scores[C] = attribute_metrics(y_cal, 1 / (1 + np.exp(-z[unseen])), 0.5)["average_precision"]
         if best is None or cv_scores[C] > cv_scores[best[0]]:
             best = (C, z)
     C, z = best
-    a, b = _platt(z, y_pool)
-    auc, zval = better_than_chance(y_pool, z)
-    _, best_z = better_than_chance(y_pool, y_pool)  # a perfect ranking of these photos
+    a, b = _platt(z[unseen], y_cal)
+    auc, zval = better_than_chance(y_cal, z[unseen])
+    _, best_z = better_than_chance(y_cal, y_cal)  # a perfect ranking of these photos
     if best_z < MIN_Z:
         raise ValueError(f"{labels.name}: {int(y_pool.sum())} yes and {int((1 - y_pool).sum())} no photos for "
                          f"training and validation are too few to show that a head does better than chance, "
@@ -320,8 +334,8 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
                          f"than chance (ROC AUC {auc:.3f}, z {zval:.1f} < {MIN_Z}; average precision "
                          f"{cv_scores[C]:.3f} against a base rate of {y_pool.mean():.3f}, {int(y_pool.sum())} yes "
                          f"of {len(y_pool)}); more labelled photos, or another model's embedding, are needed")
-    p_oof = 1 / (1 + np.exp(-(a * z + b)))
-    threshold = choose_threshold(y_pool, p_oof, target_precision)
+    p_oof = 1 / (1 + np.exp(-(a * z[unseen] + b)))
+    threshold = choose_threshold(y_cal, p_oof, target_precision)
     met = threshold is not None
     if not met:
         log(f"  warning: no threshold reaches precision {target_precision} on validation with at least "
@@ -344,9 +358,11 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
         "C": C, "cv_average_precision": {str(k): round(v, 4) for k, v in cv_scores.items()},
         "cv_roc_auc": round(auc, 4), "cv_auc_z": round(float(zval), 2),
         "platt": [a, b], "threshold": threshold, "target_precision": target_precision,
-        "validation": {**attribute_metrics(y_pool, p_oof, threshold), "target_met": met,
+        "validation": {**attribute_metrics(y_cal, p_oof, threshold), "target_met": met,
                        "min_support": MIN_SUPPORT,
-                       "how": f"{CV_FOLDS}-fold out-of-fold predictions on train+val"},
+                       "how": f"{CV_FOLDS}-fold out-of-fold predictions on train+val"
+                              + (f", scored on the {int(unseen.sum())} photos whose labels the network did not "
+                                 f"learn from (multi-task)" if learnt else "")},
         "test": _test_report(head, p_test, y_all[test], [samples[i].path for i in test], labels),
         "seconds": round(time.time() - t0, 1),
     }

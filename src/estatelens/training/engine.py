@@ -276,8 +276,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
                      "train_seconds": round(train_seconds, 1), "prepare_seconds": round(prepare_seconds, 1),
                      "stopped_by": stopped_by, "history": history},
         "data": {k: v for k, v in collection.summary().items() if k not in ("skipped", "leakage")},
-        **({"multitask": {"attributes": targets.summary, "loss_weight": config.attribute_loss_weight}}
-           if targets else {}),
+        **({"multitask": {"attributes": targets.summary, "loss_weight": config.attribute_loss_weight,
+                          "labelled": targets.labelled}} if targets else {}),
     }, temperature=temperature)
     return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds + prepare_seconds,
                      stopped_by, model)

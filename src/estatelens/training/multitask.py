@@ -12,6 +12,7 @@ seen by the network, so the attribute's test figures stay held apart.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -30,6 +31,13 @@ class AttributeTargets:
     values: torch.Tensor      # (N, A) 1.0 / 0.0 per training photo, NaN where not labelled
     pos_weight: torch.Tensor  # (A,) sqrt(no / yes): a rare "yes" weighs more, as class_balance="sqrt"
     summary: dict             # name -> {"yes", "no", "test_left_out"} among the training photos
+    labelled: dict            # name -> sorted photo_key of every photo whose label the loss used
+
+
+def photo_key(path: str) -> str:
+    """A short, stable key of a photo file (its real path), as the bundle records the photos whose
+    attribute labels the network learnt from: `train-attribute` calibrates on the others."""
+    return hashlib.sha1(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 class MultiTaskOutput:
@@ -62,7 +70,7 @@ def attribute_targets(samples: Sequence, attributes: dict[str, list[str]], seed:
     row = {os.path.realpath(s.path): i for i, s in enumerate(samples)}
     names = list(attributes)
     values = torch.full((len(samples), len(names)), float("nan"))
-    summary = {}
+    summary, labelled = {}, {}
     for j, name in enumerate(names):
         labels = read_attribute_label_sources(attributes[name], name, seed=seed)
         yes = no = held = 0
@@ -75,6 +83,7 @@ def attribute_targets(samples: Sequence, attributes: dict[str, list[str]], seed:
                 continue
             values[i, j] = 1.0 if s.label == YES else 0.0
             yes, no = yes + (s.label == YES), no + (s.label != YES)
+            labelled.setdefault(name, []).append(photo_key(s.path))
         if yes == 0 or no == 0:
             raise ValueError(f"attribute {name}: the training photos include {yes} labelled yes and {no} "
                              f"labelled no in {', '.join(map(str, attributes[name]))}; multi-task training needs both")
@@ -83,7 +92,8 @@ def attribute_targets(samples: Sequence, attributes: dict[str, list[str]], seed:
             f"({held} of its test photos left out of the loss)")
     pos = torch.tensor([summary[n]["yes"] for n in names], dtype=torch.float32)
     neg = torch.tensor([summary[n]["no"] for n in names], dtype=torch.float32)
-    return AttributeTargets(names, values, (neg / pos).sqrt(), summary)
+    return AttributeTargets(names, values, (neg / pos).sqrt(), summary,
+                            {n: sorted(set(labelled.get(n, []))) for n in names})
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:

@@ -293,3 +293,19 @@ def test_thumbnails_are_cached_by_the_browser(client):
     with engine.begin() as conn:
         conn.execute(update(db.photos).where(db.photos.c.id == p["id"]).values(tagged_at=db.now()))
     assert client.get(f"/api/photos/{p['id']}/thumbnail", headers={"If-None-Match": etag}).status_code == 200
+
+
+def test_a_model_without_attributes_serves_no_attribute_paths(tmp_path, stripes_bundle):
+    """An enum needs values: with no attribute in the index or model, those paths are left out."""
+    from conftest import make_listing_folders
+    from estatelens.cli import main
+
+    photos = make_listing_folders(tmp_path / "photos", listings=1, per_listing=2, size=96)
+    db = tmp_path / "plain.db"
+    assert main(["index", str(photos), "--db", str(db), "--model", str(stripes_bundle), "--quiet"]) == 0
+    app = create_app(str(db), model=str(stripes_bundle), token=TOKEN, upload_dir=tmp_path / "up")
+    with TestClient(app) as c:
+        paths = c.get("/openapi.json").json()["paths"]
+        assert "/api/photos/{photo_id}/corrections/room_type" in paths
+        assert "/api/photos/{photo_id}/corrections/{attribute}" not in paths
+        assert c.put("/api/photos/1/corrections/fireplace", json={"value": "yes"}, headers=AUTH).status_code == 404

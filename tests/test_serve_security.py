@@ -56,6 +56,8 @@ def test_a_read_token_guards_every_read(index_copy, tmp_path):
                     "/openapi.json", "/"):
             assert c.get(url).status_code == 401, url
             assert c.get(url, headers={"Authorization": "Bearer wrong-token"}).status_code == 401, url
+        refused = c.get("/api/search")
+        assert "frame-ancestors 'none'" in refused.headers["content-security-policy"]  # refusals carry them too
         assert c.get("/api/search", headers={"Authorization": f"Bearer {READ}"}).status_code == 200
         assert c.get("/api/search", headers=AUTH).status_code == 200  # the write token reads too
         assert c.get("/static/app.js").status_code == 200  # the script holds no data

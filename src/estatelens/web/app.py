@@ -261,15 +261,6 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
         return {"status": row.status, "tagged_at": row.tagged_at}, path
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        docs = request.url.path in (app.docs_url, app.redoc_url)
-        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else CSP
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
-    @app.middleware("http")
     async def refuse_writes_early(request: Request, call_next):
         """The token and the declared size of every write are checked before its body is read, so
         that nobody without the token can make the server receive and parse a body. On a server
@@ -303,6 +294,16 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
                 what = f"upload too large: over {max_upload_bytes} bytes" if upload else "request body too large"
                 return JSONResponse({"detail": what}, status_code=413)
         return await call_next(request)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        """Outermost (declared last): every answer gets the headers, the early refusals too."""
+        response = await call_next(request)
+        docs = request.url.path in (app.docs_url, app.redoc_url)
+        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else CSP
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -444,8 +445,12 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
     app.put("/api/photos/{photo_id}/corrections/room_type", dependencies=[Depends(require_token)],
             responses=_problems(*_WRITE, 400, 404, 409), summary="Correct the room type")(put_room_type)
 
-    @app.put("/api/photos/{photo_id}/corrections/{attribute}", dependencies=[Depends(require_token)],
-             responses=_problems(*_WRITE, 400, 404, 409), summary="Correct an attribute: yes or no")
+    def if_attributes(route):
+        """The attribute paths exist where the index or model has attributes (an enum needs values)."""
+        return route if attributes else (lambda f: f)
+
+    @if_attributes(app.put("/api/photos/{photo_id}/corrections/{attribute}", dependencies=[Depends(require_token)],
+                           responses=_problems(*_WRITE, 400, 404, 409), summary="Correct an attribute: yes or no"))
     def put_attribute(body: AttributeCorrection, photo_id: PhotoId,
                       attribute: str = _one_of(attributes, description="an attribute of this index")) -> dict:
         return _correct(photo_id, attribute, body.value)
@@ -466,8 +471,8 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
     def delete_room_type(photo_id: PhotoId) -> dict:
         return _uncorrect(photo_id, db.ROOM_TYPE)
 
-    @app.delete("/api/photos/{photo_id}/corrections/{attribute}", dependencies=[Depends(require_token)],
-                responses=_problems(*_WRITE, 404), summary="Remove an attribute correction")
+    @if_attributes(app.delete("/api/photos/{photo_id}/corrections/{attribute}", dependencies=[Depends(require_token)],
+                              responses=_problems(*_WRITE, 404), summary="Remove an attribute correction"))
     def delete_attribute(photo_id: PhotoId,
                          attribute: str = _one_of(attributes, description="an attribute of this index")) -> dict:
         return _uncorrect(photo_id, attribute)

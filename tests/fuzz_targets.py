@@ -23,6 +23,10 @@ SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "TIFF":
 VOCAB = Vocabulary(["bathroom", "bedroom", "dining_room", "entrance_hall", "exterior", "kitchen", "living_room"],
                    ["balcony", "fireplace"], ["area", "city", "price"])
 PRE = Preprocessing(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+# The query language's own words and operators, and odd ones, for generated queries.
+QUERY_WORDS = ["kitchen", "kök", "fireplace", "balcony", "price", "<", ">=", "!=", "=", "500000", "1e308", "nan", "-",
+               "listings", "photos", "room", "corrected", "yes", "no", ":", ",", " ", "0.5", "price<", "area>=1e999",
+               "city=Oslo", '"', "without", "not", "\x00", "\ufb01replace", "\u202e", "0x10", "9" * 40]
 # Bytes that make parsers take other branches: markers, lengths at their limits.
 INTERESTING = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xd8", b"\xff\xd9", b"\xff\xc0", b"\xff\xda", b"IDAT",
                b"IHDR", b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b"VP8 ", b"GIF89a", b"II*\x00"]

@@ -24,7 +24,7 @@ def _title(md: Path) -> str:
     return md.stem
 
 
-def _repo_links(text: str, depth: int) -> str:
+def _repo_links(text: str) -> str:
     """Links from a moved page to files of the repository become code spans naming the file (the
     site holds pages, not the repository); links to other benchmark pages stay links."""
     def repl(m):
@@ -46,9 +46,9 @@ def _front_page() -> str:
 def on_files(files, config):
     files.append(File.generated(config, "index.md", content=_front_page()))
     for md in sorted(RESULTS.glob("*.md")):
-        files.append(File.generated(config, f"benchmarks/{md.name}", content=_repo_links(md.read_text(encoding="utf-8"), 1)))
+        files.append(File.generated(config, f"benchmarks/{md.name}", content=_repo_links(md.read_text(encoding="utf-8"))))
     labels = (ROOT / "data" / "labels" / "README.md").read_text(encoding="utf-8")
-    files.append(File.generated(config, "data-labels.md", content=_repo_links(labels, 0)))
+    files.append(File.generated(config, "data-labels.md", content=_repo_links(labels)))
     return files
 
 

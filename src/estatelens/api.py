@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike
 
 
+def _as_list(paths: PathLike | Iterable[PathLike]) -> Iterable[PathLike]:
+    """One path, or several: as `tag` takes them."""
+    return [paths] if isinstance(paths, (str, os.PathLike)) else paths
+
+
 class Rows(list):
     """The rows `Tagger.tag` returns: a list of dicts, one per file, that pandas can take."""
 
@@ -79,8 +84,7 @@ class Tagger:
     def iter_tag(self, paths: PathLike | Iterable[PathLike]) -> Iterator[dict]:
         """One row per file, as they are tagged (memory stays flat for any number of photos).
         paths: files, folders (walked recursively) and .txt/.lst lists of paths, as for `tag`."""
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
+        paths = _as_list(paths)
         heads = self.bundle.attributes
         for row in tag_photos(self.bundle, iter_input_paths(paths), batch_size=self.batch_size,
                               workers=self.workers, min_confidence=self.min_confidence):
@@ -97,8 +101,7 @@ class Tagger:
         optionally copy or link photos into class folders (`sort_into`, link "hard"/"symbolic"),
         draw heatmaps (`explain`), add crop detection (`crops`: True for the bundled crop model, or
         a path); resumable like the command (an interrupted run goes on where it stopped)."""
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
+        paths = _as_list(paths)
         crop_model = ("crops" if crops is True else os.fspath(crops)) if crops else None
         job = TagJob(inputs=[os.fspath(p) for p in paths], out=os.fspath(out),
                      sort_into=os.fspath(sort_into) if sort_into else None, link=link,

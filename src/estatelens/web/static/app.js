@@ -57,8 +57,24 @@ const pct = (p) => (p == null ? "–" : `${Math.round(p * 100)}%`);
 const pct1 = (p) => (p == null ? "–" : `${(p * 100).toFixed(1)}%`);
 
 function factText(name, value) {
-  if (typeof value === "number" && /price|pris|area|sqft|sqm/i.test(name)) return value.toLocaleString("en-US");
+  if (typeof value === "number" && /price|pris|area|sqft|sqm|^value/i.test(name) && name !== "price_to_value") return value.toLocaleString("en-US");
   return String(value);
+}
+
+// Listing columns a value model writes (index --value-model): shown in their own box, not as facts.
+const VALUE_FACTS = new Set(["value", "value_low", "value_high", "value_basis", "value_drivers", "value_note", "price_to_value"]);
+
+function valueBox(f) {
+  if (typeof f.value !== "number") return null;
+  const money = (v) => (typeof v === "number" ? v.toLocaleString("en-US") : "?");
+  return h("section", { class: "value-box", testid: "value-estimate" },
+    h("h2", null, "Estimated value"),
+    h("p", { class: "value-figure" }, h("strong", { testid: "value" }, money(f.value)),
+      h("span", { class: "muted", testid: "value-interval" }, ` 80 % interval ${money(f.value_low)} – ${money(f.value_high)}`)),
+    typeof f.price_to_value === "number"
+      ? h("p", { testid: "price-to-value" }, `The price is ${Math.round(f.price_to_value * 100)} % of the estimate.`) : null,
+    f.value_drivers ? h("p", { testid: "value-drivers" }, "Moved most by: ", String(f.value_drivers)) : null,
+    h("p", { class: "muted" }, `From the ${f.value_basis || "facts"}`, f.value_note ? ` · ${f.value_note}` : ""));
 }
 
 class ApiError extends Error {
@@ -384,7 +400,7 @@ function photoCard(p, opts = {}) {
 }
 
 function factsLine(facts) {
-  return Object.entries(facts).slice(0, 5).map(([k, v]) => h("span", { class: "fact" }, h("span", { class: "muted" }, `${label(k)} `), factText(k, v)));
+  return Object.entries(facts).filter(([k]) => k === "value" || !VALUE_FACTS.has(k)).slice(0, 5).map(([k, v]) => h("span", { class: "fact" }, h("span", { class: "muted" }, `${label(k)} `), factText(k, v)));
 }
 
 function listingCard(l) {
@@ -424,8 +440,8 @@ async function showListing(id, params, seq) {
   const matched = new Set((params.get("matched") || "").split(",").filter(Boolean).map(Number));
   const l = await loadView("listing", `/api/listings/${encodeURIComponent(id)}`, "listing-error", seq);
   if (!l) return;
-  const facts = Object.entries(l.facts);
-  fill(view, 
+  const facts = Object.entries(l.facts).filter(([k]) => !VALUE_FACTS.has(k));
+  fill(view,
     backLink(),
     h("div", { class: "summary" }, h("h1", { testid: "listing-title" }, `Listing ${l.id}`),
       h("span", { class: "muted" }, `${l.n_photos} photo${l.n_photos === 1 ? "" : "s"}`,
@@ -434,6 +450,7 @@ async function showListing(id, params, seq) {
       ? h("table", { class: "facts-table", testid: "facts-table" },
         h("tbody", null, facts.map(([k, v]) => h("tr", null, h("th", { scope: "row" }, Label(k)), h("td", null, factText(k, v))))))
       : h("p", { class: "muted" }, "No facts for this listing."),
+    valueBox(l.facts),
     h("div", { class: "grid", testid: "listing-photos" }, l.photos.map((p) => photoCard(p, { matched: matched.has(p.id) }))));
 }
 

@@ -1,0 +1,98 @@
+"""Price estimates in the index: a value model (`estatelens value fit`) run over the listings of an
+index, from their facts and the photos the index holds, stored as listing columns that search
+filters on (`value<500000`, `price/value<0.9`) and the listing page shows."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+
+from . import db
+
+# The listing columns an estimate writes; price_to_value only where the listing has a price.
+VALUE_COLUMNS = ("value", "value_low", "value_high", "value_basis", "value_drivers", "value_note", "price_to_value")
+
+
+def _index_listings(conn, model):
+    """The index's listings as valuation Listings, with the value model's fact columns."""
+    from ..valuation.data import Listings
+
+    ids = list(conn.execute(select(db.listings.c.id).order_by(db.listings.c.id)).scalars())
+    where = {lid: i for i, lid in enumerate(ids)}
+    numeric = {c: np.full(len(ids), np.nan) for c in model.spec.numeric}
+    categorical: dict[str, list] = {c: [None] * len(ids) for c in model.spec.categorical}
+    price = np.full(len(ids), np.nan)
+    price_col = model.info.get("price_column")
+    for f in conn.execute(select(db.listing_facts)):
+        i = where.get(f.listing_id)
+        if i is None:
+            continue
+        if f.name in numeric and f.num is not None:
+            numeric[f.name][i] = f.num
+        elif f.name in categorical:
+            categorical[f.name][i] = f.text
+        if f.name == price_col and f.num is not None and f.num > 0:
+            price[i] = f.num
+    return Listings(ids, price, numeric, categorical, "listing_id", price_col)
+
+
+def _index_photos(conn):
+    """A PhotoRef per readable photo with a listing; the room where a person corrected it."""
+    from ..valuation.photos import PhotoRef
+
+    P = db.photos
+    rows = conn.execute(select(P.c.path_key, P.c.listing_id, P.c.room_type, P.c.room_corrected)
+                        .where(P.c.status == "ok", P.c.listing_id.is_not(None)))
+    return [PhotoRef(r.path_key, r.listing_id, r.room_type if r.room_corrected else None) for r in rows]
+
+
+def store_value_estimates(engine, model_path, *, progress: bool = True) -> tuple[int, list[str]]:
+    """Value every listing of the index with the model at `model_path`; returns (listings valued,
+    problems). Photos go through the model's tagging network once (cached for later runs)."""
+    from ..bundle import load_bundle
+    from ..valuation import listing_photo_features
+    from ..valuation.model import load_value_model
+
+    model = load_value_model(model_path)
+    with engine.connect() as conn:
+        listings = _index_listings(conn, model)
+        refs = _index_photos(conn)
+    if not listings.ids:
+        return 0, []
+    photos, problems = None, []
+    if "photos" in model.models and refs:
+        bundle = load_bundle(model.info["tagging_model"])  # the network whose features it was fitted on
+        photos, _ = listing_photo_features(bundle, listings.ids, refs, rooms=model.spec.rooms, progress=progress)
+        problems = photos.problems
+    estimates = model.predict(listings, photos)
+    values = []
+    for i, e in enumerate(estimates):
+        if e.value is None:
+            problems.append(f"listing {e.listing_id}: {e.note}")
+            continue
+        row = e.to_dict(listings.price[i])
+        facts = {"value": row["value"], "value_low": row["value_low"], "value_high": row["value_high"],
+                 "value_basis": e.basis, "value_drivers": ", ".join(d for d in (row["driver_1"], row["driver_2"],
+                                                                                  row["driver_3"]) if d),
+                 "value_note": e.note, "price_to_value": row.get("price_to_value")}
+        for name, v in facts.items():
+            if v is None or v == "":
+                continue
+            text = f"{v:g}" if isinstance(v, float) else str(v)
+            num = float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+            values.append({"listing_id": e.listing_id, "name": name, "num": num, "text": text,
+                           "key": db.normalise(text)})
+    ids = [e.listing_id for e in estimates]
+
+    def write():
+        with engine.begin() as conn:
+            for chunk in db.in_lists(ids):
+                conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(chunk),
+                                                            db.listing_facts.c.name.in_(VALUE_COLUMNS)))
+            if values:
+                conn.execute(insert(db.listing_facts), values)
+                db.add_to_meta_list(conn, "listing_columns", sorted({v["name"] for v in values}))
+
+    db.retrying(write)
+    return sum(e.value is not None for e in estimates), problems

@@ -255,3 +255,19 @@ def test_index_stores_estimates_that_search_filters_on(fitted_market, tmp_path):
     assert len(below["results"]) == 5
     # `price` still means the listing's price, not price_to_value
     assert search(engine, "listings price>0", per_page=100)["total"] == 12
+
+
+def test_photos_are_read_with_the_network_the_model_was_fitted_with(fitted_market, tmp_path, capsys):
+    import shutil
+
+    model, _ = fitted_market
+    other = tmp_path / "other.value"
+    shutil.copytree(model, other)
+    meta = json.loads((other / "value.json").read_text())
+    assert len(meta["tagging_network"]) == 16 and meta["tagging_model"] == "rooms"
+    meta["tagging_network"] = "0" * 16  # as if fitted with another network than today's bundled one
+    (other / "value.json").write_text(json.dumps(meta))
+    listings, photos, _ = make_market(tmp_path / "new", 3, seed=8)
+    assert main(["value", "predict", str(other), str(listings), "--photos", str(photos), "--out",
+                 str(tmp_path / "e.csv"), "--quiet"]) == 2
+    assert "not the network the value model was fitted with" in capsys.readouterr().err

@@ -89,15 +89,17 @@ def _read(args, numeric=None, need_price=True):
     return listings, refs, problems
 
 
-def _photo_features(bundle_name, listings, refs, rooms, quiet):
+def _photo_features(bundle_name, listings, refs, rooms, quiet, network=None):
+    """(pooled photo features, rooms pooled apart, the network's key), or Nones without photos."""
     if refs is None:
-        return None, []
+        return None, [], None
     from ..bundle import load_bundle
-    from ..valuation import listing_photo_features
+    from ..valuation import listing_photo_features, model_key
 
     bundle = load_bundle(bundle_name)
-    pooled, rooms = listing_photo_features(bundle, listings.ids, refs, rooms=rooms, progress=not quiet)
-    return pooled, rooms
+    pooled, rooms = listing_photo_features(bundle, listings.ids, refs, rooms=rooms, network=network,
+                                           progress=not quiet)
+    return pooled, rooms, model_key(bundle)
 
 
 def _warn(problems, limit: int = 20) -> None:
@@ -111,13 +113,13 @@ def cmd_fit(args) -> int:
     from ..valuation.model import fit_value_model
 
     listings, refs, problems = _read(args)
-    photos, rooms = _photo_features(args.model, listings, refs, None, args.quiet)
+    photos, rooms, network = _photo_features(args.model, listings, refs, None, args.quiet)
     if photos is not None:
         problems += photos.problems
     _warn(problems)
     info = {"listings_csv": args.listings, "photos_csv": args.photos, "id_column": listings.id_column,
             "price_column": listings.price_column,
-            "tagging_model": args.model if photos is not None else None}
+            "tagging_model": args.model if photos is not None else None, "tagging_network": network}
     model = fit_value_model(listings, photos, seed=args.seed, info=info)
     model.spec.rooms = rooms
     model.save(args.out)
@@ -144,8 +146,8 @@ def cmd_predict(args) -> int:
     listings, refs, problems = _read(args, numeric=model.spec.numeric, need_price=False)
     photos = None
     if refs is not None and "photos" in model.models:
-        photos, _ = _photo_features(model.info.get("tagging_model") or DEFAULT_MODEL, listings, refs,
-                                    model.spec.rooms, args.quiet)
+        photos, _, _ = _photo_features(model.info["tagging_model"], listings, refs, model.spec.rooms, args.quiet,
+                                       network=model.info.get("tagging_network"))
         problems += photos.problems
     _warn(problems)
     estimates = model.predict(listings, photos)
@@ -165,7 +167,7 @@ def cmd_report(args) -> int:
     from ..valuation.report import cross_validate, write_report
 
     listings, refs, problems = _read(args)
-    photos, _ = _photo_features(args.model, listings, refs, None, args.quiet)
+    photos, _, _ = _photo_features(args.model, listings, refs, None, args.quiet)
     if photos is not None:
         problems += photos.problems
     _warn(problems)

@@ -23,15 +23,18 @@ def _index_listings(conn, model):
     numeric = {c: np.full(len(ids), np.nan) for c in model.spec.numeric}
     categorical: dict[str, list] = {c: [None] * len(ids) for c in model.spec.categorical}
     price = np.full(len(ids), np.nan)
-    price_col = model.info.get("price_column")
+    price_col = (model.info.get("price_column") or "").lower()
+    # The index keeps column names in lower case; the model, as its CSV wrote them.
+    column = {c.lower(): c for c in [*numeric, *categorical]}
     for f in conn.execute(select(db.listing_facts)):
         i = where.get(f.listing_id)
         if i is None:
             continue
-        if f.name in numeric and f.num is not None:
-            numeric[f.name][i] = f.num
-        elif f.name in categorical:
-            categorical[f.name][i] = f.text
+        name = column.get(f.name)
+        if name in numeric and f.num is not None:
+            numeric[name][i] = f.num
+        elif name in categorical:
+            categorical[name][i] = f.text
         if f.name == price_col and f.num is not None and f.num > 0:
             price[i] = f.num
     return Listings(ids, price, numeric, categorical, "listing_id", price_col)
@@ -63,7 +66,8 @@ def store_value_estimates(engine, model_path, *, progress: bool = True) -> tuple
     photos, problems = None, []
     if "photos" in model.models and refs:
         bundle = load_bundle(model.info["tagging_model"])  # the network whose features it was fitted on
-        photos, _ = listing_photo_features(bundle, listings.ids, refs, rooms=model.spec.rooms, progress=progress)
+        photos, _ = listing_photo_features(bundle, listings.ids, refs, rooms=model.spec.rooms,
+                                           network=model.info.get("tagging_network"), progress=progress)
         problems = photos.problems
     estimates = model.predict(listings, photos)
     values = []

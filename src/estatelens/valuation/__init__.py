@@ -6,20 +6,27 @@ from typing import Sequence
 
 from ..bundle import ModelBundle
 from .data import Listings, read_listings
-from .photos import ListingPhotos, PhotoFeatureCache, PhotoRef, pool_listings, read_photos_csv, rooms_to_pool
+from .photos import (ListingPhotos, PhotoFeatureCache, PhotoRef, model_key, pool_listings, read_photos_csv,
+                     rooms_to_pool)
 
-__all__ = ["Listings", "ListingPhotos", "PhotoRef", "listing_photo_features", "read_listings", "read_photos_csv"]
+__all__ = ["Listings", "ListingPhotos", "PhotoRef", "listing_photo_features", "model_key", "read_listings",
+           "read_photos_csv", "unmatched_photos"]
 
 
 def listing_photo_features(bundle: ModelBundle, ids: Sequence[str], refs: Sequence[PhotoRef], *,
-                           rooms: Sequence[str] | None = None, cache_dir=None,
+                           rooms: Sequence[str] | None = None, cache_dir=None, network: str | None = None,
                            progress: bool = True) -> tuple[ListingPhotos, list[str]]:
-    """(pooled photo features of each listing in `ids`, problems): one network pass per photo not
-    yet in the cache. `rooms` (a fitted model's) fixes which rooms get their own pooled embedding;
-    without it, the rooms named for at least half of the listings."""
+    """(pooled photo features of each listing in `ids`, the rooms pooled apart): one network pass
+    per photo not yet in the cache. `rooms` (a fitted model's) fixes which rooms get their own
+    pooled embedding; without it, the rooms named for at least half of the listings. `network` (a
+    fitted model's `tagging_network`) must match the bundle's graph: another network's features
+    would mean nothing to the model."""
     wanted = set(ids)
     refs = [r for r in refs if r.listing_id in wanted]
     cache = PhotoFeatureCache(bundle, cache_dir)
+    if network is not None and cache.network != network:
+        raise ValueError(f"{bundle.path}: not the network the value model was fitted with (graph {cache.network}, "
+                         f"fitted on {network}); refit it with `estatelens value fit ... --model {bundle.path}`")
     feats = cache.features([r.path for r in refs], progress=progress)
     if rooms is None:
         rooms = rooms_to_pool(refs, bundle.classes, ids=ids)

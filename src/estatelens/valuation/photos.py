@@ -88,7 +88,8 @@ class PhotoFeatureCache:
         self.bundle = bundle
         self.attribute_names = [h.name for h in bundle.attributes]
         folder = Path(folder) if folder else estatelens_home() / "value-photos"
-        self.file = folder / f"{model_key(bundle)}.npz"
+        self.network = model_key(bundle)
+        self.file = folder / f"{self.network}.npz"
         self.entries: dict[str, tuple] = {}  # key -> (fingerprint, status, emb, probs, attrs)
         if self.file.is_file():
             self._load()

@@ -109,14 +109,21 @@ def _warn(problems, limit: int = 20) -> None:
         print(f"  ... and {len(problems) - limit} more", file=sys.stderr)
 
 
-def cmd_fit(args) -> int:
-    from ..valuation.model import fit_value_model
-
+def _training_data(args):
+    """(listings, pooled photo features or None, rooms pooled apart, network key) for fit and
+    report, with every problem found on the way printed."""
     listings, refs, problems = _read(args)
     photos, rooms, network = _photo_features(args.model, listings, refs, None, args.quiet)
     if photos is not None:
         problems += photos.problems
     _warn(problems)
+    return listings, photos, rooms, network
+
+
+def cmd_fit(args) -> int:
+    from ..valuation.model import fit_value_model
+
+    listings, photos, rooms, network = _training_data(args)
     info = {"listings_csv": args.listings, "photos_csv": args.photos, "id_column": listings.id_column,
             "price_column": listings.price_column,
             "tagging_model": args.model if photos is not None else None, "tagging_network": network}
@@ -166,11 +173,7 @@ def cmd_predict(args) -> int:
 def cmd_report(args) -> int:
     from ..valuation.report import cross_validate, write_report
 
-    listings, refs, problems = _read(args)
-    photos, _, _ = _photo_features(args.model, listings, refs, None, args.quiet)
-    if photos is not None:
-        problems += photos.problems
-    _warn(problems)
+    listings, photos, _, _ = _training_data(args)
     cv = cross_validate(listings, photos, seeds=tuple(range(args.seeds)), progress=not args.quiet)
     result = write_report(cv, args.out, title=f"Price models on {Path(args.listings).name}")
     for kind, m in result["metrics"].items():

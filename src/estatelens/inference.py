@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -35,14 +35,16 @@ class Prediction:
     embedding: np.ndarray | None = None  # the network's penultimate features (D,), when asked for
 
 
-def load_photo(path: str, pre: Preprocessing, side: int) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
-    """(network input or None, full size or None, "ok" or the reason the file cannot be used)."""
+def load_photo(path: str, pre: Preprocessing, side: int,
+               data: BinaryIO | None = None) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
+    """(network input or None, full size or None, "ok" or the reason the file cannot be used).
+    `data`: the file's bytes already opened (a remote photo read through fsspec); `path` names it."""
     if not is_image_name(path):
-        if not os.path.exists(path):
+        if data is None and not os.path.exists(path):
             return None, None, "file not found"
         return None, None, f"not an image file (extension '{Path(path).suffix}')"
     try:
-        im, size = read_photo(path, side)
+        im, size = read_photo(path if data is None else data, side)
     except PhotoError as e:
         return None, None, e.reason
     if min(size) < MIN_SIDE:
@@ -85,25 +87,33 @@ def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int
             chunk, loaded = pending.popleft().result()
             if more:
                 more = submit()
-            good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
-            p_of: dict = {}
-            a_of: dict = {}
-            u_of: dict = {}
-            e_of: dict = {}
-            if good:
-                probs, emb = bundle.run_batch(np.stack([loaded[i][0] for i in good]),
-                                              embedding=bool(heads) or scorer is not None or embeddings)
-                if embeddings and emb is None:
-                    raise ValueError(f"{bundle.onnx_path}: has no embedding output")
-                attrs = {h.name: h.probability(emb) for h in heads}
-                far = scorer.score(emb) if scorer is not None else None
-                for j, i in enumerate(good):
-                    p_of[i] = probs[j]
-                    a_of[i] = {name: float(p[j]) for name, p in attrs.items()} if heads else None
-                    u_of[i] = float(far[j]) if far is not None else None
-                    e_of[i] = emb[j] if embeddings else None
-            for i, (path, (_, size, status)) in enumerate(zip(chunk, loaded)):
-                yield Prediction(path, status, p_of.get(i), size, a_of.get(i), u_of.get(i), e_of.get(i))
+            yield from predict_loaded(bundle, chunk, loaded, heads, scorer, embeddings)
+
+
+def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[tuple], heads=(), scorer=None,
+                   embeddings: bool = False) -> list[Prediction]:
+    """Predictions for a decoded batch: `loaded` holds `load_photo`'s (input or None, size,
+    status) per path. The one network pass of every front end (the streaming tagger here, the Ray
+    engine's actors in distributed/)."""
+    good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
+    p_of: dict = {}
+    a_of: dict = {}
+    u_of: dict = {}
+    e_of: dict = {}
+    if good:
+        probs, emb = bundle.run_batch(np.stack([loaded[i][0] for i in good]),
+                                      embedding=bool(heads) or scorer is not None or embeddings)
+        if embeddings and emb is None:
+            raise ValueError(f"{bundle.onnx_path}: has no embedding output")
+        attrs = {h.name: h.probability(emb) for h in heads}
+        far = scorer.score(emb) if scorer is not None else None
+        for j, i in enumerate(good):
+            p_of[i] = probs[j]
+            a_of[i] = {name: float(p[j]) for name, p in attrs.items()} if heads else None
+            u_of[i] = float(far[j]) if far is not None else None
+            e_of[i] = emb[j] if embeddings else None
+    return [Prediction(path, status, p_of.get(i), size, a_of.get(i), u_of.get(i), e_of.get(i))
+            for i, (path, (_, size, status)) in enumerate(zip(paths, loaded))]
 
 
 def predict_samples(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 16,

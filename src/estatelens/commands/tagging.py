@@ -48,6 +48,22 @@ def add_parsers(sub) -> None:
         "heatmaps column"))
     _add_tagger_options(g)
     g.add_argument("--restart", action="store_true", help="ignore what an interrupted run left and start over")
+    ray = g.add_argument_group("on a Ray cluster (--engine ray; the [ray] extra)", (
+        "Ray Data decodes in CPU tasks and runs the network in a pool of actors; --out is a folder of\n"
+        "Parquet files (one per block, tag's columns plus fingerprint and worker). A rerun skips photos\n"
+        "already there with the same fingerprint, so a killed job resumes and no photo is written twice.\n"
+        "PATH may also be a CSV or Parquet manifest (a path column) or URLs fsspec reads (s3://, gs://)."))
+    ray.add_argument("--engine", choices=("local", "ray"), default="local", help=(
+        "local (default): this machine; ray: a Ray cluster"))
+    ray.add_argument("--address", help="a running cluster (ray://host:10001 or host:6379); default: a local Ray instance")
+    ray.add_argument("--actors", type=int, help="network actors (default: the cluster's CPUs / (threads + 1))")
+    ray.add_argument("--max-in-flight", type=int, default=2, metavar="N", help=(
+        "batches queued per actor (default 2): with --batch-size, what bounds a worker's memory"))
+    ray.add_argument("--hash", action="store_true", help=(
+        "fingerprint photos by a SHA-256 of their bytes instead of size and modification time"))
+    ray.add_argument("--object-store-mb", type=int, help="object store size of a local Ray instance (default: Ray's)")
+    ray.add_argument("--rows-per-file", type=int, default=256, metavar="N", help=(
+        "photos per Parquet file (default 256): what a killed job can lose and retag"))
     g.set_defaults(func=cmd_tag)
 
     x = sub.add_parser("explain", help="show where the model looked: heatmap overlays per photo",
@@ -92,6 +108,8 @@ def cmd_tag(args) -> int:
     from ..bundle import load_bundle
     from ..tagging import TagJob, run_tagging
 
+    if args.engine == "ray":
+        return _tag_on_ray(args)
     if args.link and not args.sort_into:
         raise ValueError("--link and --symlink only make sense with --sort-into DIR")
     bundle = load_bundle(args.model)
@@ -111,6 +129,29 @@ def cmd_tag(args) -> int:
     print(f"output: {s.out}")
     return 0
 
+
+
+def _tag_on_ray(args) -> int:
+    from ..distributed import tag_dataset
+
+    refused = [o for o, v in (("--sort-into", args.sort_into), ("--explain", args.explain), ("--crops", args.crops),
+                              ("--restart", args.restart)) if v]
+    if refused:
+        raise ValueError(f"{', '.join(refused)}: not with --engine ray (tagging only; delete the output folder to start over)")
+    if args.out == "tags.xlsx" or Path(args.out).suffix.lower() in (".xlsx", ".csv", ".json", ".jsonl"):
+        raise ValueError("--engine ray writes a folder of Parquet files: give --out DIR.parquet")
+    s = tag_dataset(args.paths, args.out, model=args.model, address=args.address, actors=args.actors,
+                    threads=args.threads or 1, batch_size=args.batch_size, max_in_flight=args.max_in_flight,
+                    content_hash=args.hash, min_confidence=args.min_confidence,
+                    object_store_mb=args.object_store_mb, rows_per_file=args.rows_per_file, progress=not args.quiet)
+    print(f"{s.n_total} photos: {s.n_tagged} tagged this run, {s.n_before} already in {s.out}; "
+          f"{sum(s.failures.values())} could not be tagged; {s.photos_per_second:.0f} photos/s")
+    for reason, n in s.failures.most_common():
+        print(f"  {n} x {reason}")
+    for worker, n in sorted(s.per_worker.items()):
+        print(f"  worker {worker}: {n} photos ({n / max(1e-9, s.seconds):.0f} photos/s)")
+    print(f"output: {s.out}")
+    return 0
 
 
 def cmd_explain(args) -> int:

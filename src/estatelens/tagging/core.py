@@ -10,7 +10,7 @@ import numpy as np
 
 from ..attributes import AttributeHead
 from ..bundle import ModelBundle
-from ..inference import predict_stream
+from ..inference import Prediction, predict_stream
 
 TOP_K = 3
 UNCERTAIN = "uncertain"
@@ -128,18 +128,22 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
     Below `min_confidence`, or farther from the bundle's training photos than its "ood" threshold
     (a floor plan, a text card: nothing it learned from), room_type is "uncertain"; the top
     classes still say what was guessed."""
-    classes = bundle.classes
     far = bundle.unusual.threshold if bundle.unusual is not None else None
     for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers, attributes=True):
-        w, h = pred.size if pred.size else (None, None)
-        if pred.probs is None:
-            yield TagRow(pred.path, pred.status, width=w, height=h)
-            continue
-        p = pred.probs
-        order = np.argsort(-p)[:TOP_K]
-        top = [(classes[k], round(float(p[k]), 4)) for k in order]
-        room, prob = top[0]
-        sure = float(p[order[0]]) >= min_confidence and not (far is not None and pred.unusual > far)
-        scores = {c: float(v) for c, v in zip(classes, p)}
-        yield TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores,
-                     pred.unusual)
+        yield tag_row(pred, bundle.classes, min_confidence, far)
+
+
+def tag_row(pred: Prediction, classes: Sequence[str], min_confidence: float = 0.0,
+            far: float | None = None) -> TagRow:
+    """What the tagger says about one prediction (every front end's rows come from here)."""
+    w, h = pred.size if pred.size else (None, None)
+    if pred.probs is None:
+        return TagRow(pred.path, pred.status, width=w, height=h)
+    p = pred.probs
+    order = np.argsort(-p)[:TOP_K]
+    top = [(classes[k], round(float(p[k]), 4)) for k in order]
+    room, prob = top[0]
+    sure = float(p[order[0]]) >= min_confidence and not (far is not None and pred.unusual > far)
+    scores = {c: float(v) for c, v in zip(classes, p)}
+    return TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores,
+                  pred.unusual)

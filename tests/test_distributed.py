@@ -89,9 +89,11 @@ def test_a_manifest_with_missing_files(local_ray, tmp_path):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path,listing\n" + "".join(f"{p},L1\n" for p in paths)
                         + "photos/gone.jpg,L2\n" + f"file://{paths[0]}\n")
-    # As on a cluster (an address given): the bundle travels through the object store.
+    # As on a cluster (an address given): the bundle travels through the object store. Two
+    # single-threaded actors on 2 CPUs would leave none for decoding: they reserve less, and run.
     s = tag_dataset([str(manifest)], tmp_path / "out.parquet", address=ray.get_runtime_context().gcs_address,
-                    progress=False)
+                    actors=2, progress=False)
+    assert sum(s.per_worker.values()) == 6
     got = rows_by_path(read_output(tmp_path / "out.parquet"))
     assert s.n_total == 6
     assert got[str(tmp_path / "photos" / "gone.jpg")]["status"] == "file not found"

@@ -34,6 +34,7 @@ from ..tagging.job import columns as tag_columns
 
 PART_PREFIX = "part-"
 BLOCK_ROWS = 256  # photos per block: one Parquet file, one unit of retry
+DECODE_CPUS = 0.5  # a decoding task's CPU reservation
 
 
 @dataclass
@@ -232,8 +233,14 @@ def tag_dataset(inputs: Sequence[str], out: str | os.PathLike, *, model: str = "
         ray.init(address=address, num_cpus=num_cpus if address is None else None,
                  object_store_memory=object_store_mb * 2**20 if object_store_mb and address is None else None,
                  include_dashboard=None, log_to_driver=False, configure_logging=False)
+    cpus = ray.cluster_resources().get("CPU", 1)
     if actors is None:
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1) // (threads + 1)))
+        actors = max(1, int(cpus // (threads + 1)))
+    # Actors that reserve every CPU would leave none for decoding and the job would wait forever:
+    # then each actor reserves less than its threads (the cores are shared, not idle).
+    actor_cpus = min(float(threads), (cpus - DECODE_CPUS) / actors)
+    if actor_cpus <= 0:
+        raise ValueError(f"{actors} actors on {cpus:g} CPUs leave none for decoding: use fewer --actors")
     # A local instance reads the bundle where it is; a cluster's nodes get it once, through the
     # object store.
     source = str(bundle.path) if address is None else ray.put(bundle_files(bundle.path))
@@ -242,10 +249,10 @@ def tag_dataset(inputs: Sequence[str], out: str | os.PathLike, *, model: str = "
     # Half a CPU per decoding task: two decode beside each single-threaded actor, and resources
     # unlike the actors' keep Ray from fusing decoding into them (ray-project/ray#54433).
     ds = ds.map_batches(_decode_batch, fn_kwargs={"pre": bundle.preprocessing.to_dict()}, batch_size=batch_size,
-                        batch_format="numpy", num_cpus=0.5)
+                        batch_format="numpy", num_cpus=DECODE_CPUS)
     ds = ds.map_batches(_TaggerActor, fn_constructor_kwargs={"bundle": source, "threads": threads,
                                                              "min_confidence": min_confidence},
-                        batch_size=batch_size, batch_format="numpy", num_cpus=threads,
+                        batch_size=batch_size, batch_format="numpy", num_cpus=actor_cpus,
                         compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=max_in_flight))
     order = tag_columns(False, bundle.attributes) + ["fingerprint", "worker"]
     t0 = time.time()

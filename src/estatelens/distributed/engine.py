@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 import uuid
+from datetime import datetime, timezone
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -254,7 +255,7 @@ def tag_dataset(inputs: Sequence[str], out: str | os.PathLike, *, model: str = "
                                                              "min_confidence": min_confidence},
                         batch_size=batch_size, batch_format="numpy", num_cpus=actor_cpus,
                         compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=max_in_flight))
-    order = tag_columns(False, bundle.attributes) + ["fingerprint", "worker"]
+    order = tag_columns(False, bundle.attributes) + ["fingerprint", "worker"]  # and tagged_at (_write_part)
     t0 = time.time()
     with tqdm(total=len(todo), desc="tagging on ray", unit="photo", disable=not progress) as bar:
         for block in ds.iter_batches(batch_size=rows_per_file, batch_format="pyarrow", prefetch_batches=1):
@@ -270,18 +271,32 @@ def tag_dataset(inputs: Sequence[str], out: str | os.PathLike, *, model: str = "
 
 
 def _write_part(out: Path, block, order: list[str]) -> None:
-    import pyarrow.parquet as pq
-
-    cols = [c for c in order if c in block.column_names]
-    tmp = out / f".tmp-{uuid.uuid4().hex}.parquet"
-    pq.write_table(block.select(cols), tmp)
-    os.replace(tmp, out / f"{PART_PREFIX}{uuid.uuid4().hex}.parquet")
-
-
-def read_output(out: str | os.PathLike):
-    """Every row written under `out`, as one pyarrow Table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    cols = [c for c in order if c in block.column_names]
+    now = pa.array([datetime.now(timezone.utc)] * block.num_rows, pa.timestamp("us", tz="UTC"))
+    table = block.select(cols).append_column("tagged_at", now)
+    tmp = out / f".tmp-{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, tmp)
+    os.replace(tmp, out / f"{PART_PREFIX}{uuid.uuid4().hex}.parquet")
+
+
+def read_output(out: str | os.PathLike, latest: bool = True):
+    """The rows written under `out`, as one pyarrow Table: with `latest`, one per photo (a photo
+    changed between runs was tagged again; its newest row counts), else every row of every run."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     parts = sorted(Path(out).glob(f"{PART_PREFIX}*.parquet"))
-    return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default") if parts else None
+    if not parts:
+        return None
+    table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
+    if not latest:
+        return table
+    table = table.sort_by([("path", "ascending"), ("tagged_at", "descending")])
+    paths = table.column("path")
+    first = pc.not_equal(paths.slice(1), paths.slice(0, len(paths) - 1))  # row i+1 starts a new path
+    keep = pa.concat_arrays([pa.array([True]), first.combine_chunks()]) if len(paths) else pa.array([], pa.bool_())
+    return table.filter(keep)

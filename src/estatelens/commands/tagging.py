@@ -21,7 +21,8 @@ def add_parsers(sub) -> None:
         "An interrupted run (Ctrl-C, crash) loses nothing: rerun the same command to resume."),
         epilog=("examples:\n  estatelens tag listing-photos/ --out tags.xlsx\n"
                 "  estatelens tag a.jpg b.jpg --out tags.json\n"
-                "  estatelens tag photos/ --out tags.csv --sort-into by-room/ --link --min-confidence 0.6"),
+                "  estatelens tag photos/ --out tags.csv --sort-into by-room/ --link --min-confidence 0.6\n"
+                "  estatelens tag manifest.csv --engine ray --address ray://head:10001 --out tags.parquet"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("paths", nargs="+", metavar="PATH", help="photo, folder, or .txt list of paths")
     g.add_argument("--out", default="tags.xlsx", help="output file: .xlsx, .csv, .json, .jsonl or .parquet (default tags.xlsx)")
@@ -52,7 +53,8 @@ def add_parsers(sub) -> None:
         "Ray Data decodes in CPU tasks and runs the network in a pool of actors; --out is a folder of\n"
         "Parquet files (one per block, tag's columns plus fingerprint and worker). A rerun skips photos\n"
         "already there with the same fingerprint, so a killed job resumes and no photo is written twice.\n"
-        "PATH may also be a CSV or Parquet manifest (a path column) or URLs fsspec reads (s3://, gs://)."))
+        "PATH may also be a CSV or Parquet manifest (a path column) or URLs fsspec reads (s3://, gs://).\n"
+        "--threads is per actor here (default 1)."))
     ray.add_argument("--engine", choices=("local", "ray"), default="local", help=(
         "local (default): this machine; ray: a Ray cluster"))
     ray.add_argument("--address", help="a running cluster (ray://host:10001 or host:6379); default: a local Ray instance")

@@ -49,10 +49,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", required=True, help="comma-separated bundles")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "attribute_compare.md"))
+    ap.add_argument("--attributes", default=",".join(SOURCES), help="comma-separated (default: all)")
     args = ap.parse_args()
     names = args.models.split(",")
     results: dict = {}
-    for attr, sources in SOURCES.items():
+    for attr in args.attributes.split(","):
+        sources = SOURCES[attr]
         test = [s for s in read_attribute_label_sources(sources, attr).samples if s.split == "test"]
         y = np.array([s.label == "yes" for s in test], dtype=int)
         groups = np.array([group(s.path) for s in test])

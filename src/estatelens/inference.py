@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .bundle import ModelBundle
 from .data.dataset import Sample
 from .data.images import MIN_SIDE, PhotoError, is_image_name, read_photo, too_small
-from .data.preprocess import Preprocessing, decode_side, eval_array
+from .data.preprocess import Preprocessing, decode_side, eval_array, eval_pixels
 
 
 @dataclass
@@ -35,10 +35,11 @@ class Prediction:
     embedding: np.ndarray | None = None  # the network's penultimate features (D,), when asked for
 
 
-def load_photo(path: str, pre: Preprocessing, side: int,
-               data: BinaryIO | None = None) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
+def load_photo(path: str, pre: Preprocessing, side: int, data: BinaryIO | None = None,
+               pixels: bool = False) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
     """(network input or None, full size or None, "ok" or the reason the file cannot be used).
-    `data`: the file's bytes already opened (a remote photo read through fsspec); `path` names it."""
+    `data`: the file's bytes already opened (a remote photo read through fsspec); `path` names it.
+    `pixels`: the input as uint8 pixels, still to `normalise` (a quarter of the bytes to send)."""
     if not is_image_name(path):
         if data is None and not os.path.exists(path):
             return None, None, "file not found"
@@ -49,7 +50,7 @@ def load_photo(path: str, pre: Preprocessing, side: int,
         return None, None, e.reason
     if min(size) < MIN_SIDE:
         return None, size, too_small(*size, MIN_SIDE)
-    return eval_array(im, pre), size, "ok"
+    return (eval_pixels(im, pre) if pixels else eval_array(im, pre)), size, "ok"
 
 
 def _load_batch(paths: list[str], pre: Preprocessing, side: int):

@@ -51,6 +51,12 @@ def eval_array(im: Image.Image, pre: Preprocessing) -> np.ndarray:
     resampled (Pillow's `box`, whose filter still reads the pixels around the box), so it costs
     about half as much; pixels agree with torchvision's within one grey level. The tagger's
     decoding threads use it."""
+    return normalise(eval_pixels(im, pre), pre)
+
+
+def eval_pixels(im: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """The first half of `eval_array`: the resized centre square as uint8 (S, S, 3) pixels, a
+    quarter of the float input's bytes (what the Ray engine sends from decoding to the network)."""
     side, size = decode_side(pre), pre.size
     w, h = im.size
     short, long = (w, h) if w <= h else (h, w)
@@ -64,9 +70,14 @@ def eval_array(im: Image.Image, pre: Preprocessing) -> np.ndarray:
     else:
         sx, sy = w / new_w, h / new_h
         im = im.resize((size, size), Image.BILINEAR, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
+    return np.asarray(im)
+
+
+def normalise(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """The second half of `eval_array`: uint8 (S, S, 3) pixels to the network's float32 (3, S, S)."""
     # Transpose the uint8 pixels, convert once (the copy lands in channel-first order), then scale
     # in place: three times cheaper than converting, scaling and transposing float arrays.
-    x = np.asarray(im).transpose(2, 0, 1).astype(np.float32, order="C")
+    x = pixels.transpose(2, 0, 1).astype(np.float32, order="C")
     std = np.asarray(pre.std, dtype=np.float32)[:, None, None]
     x *= 1.0 / (255.0 * std)
     x -= np.asarray(pre.mean, dtype=np.float32)[:, None, None] / std

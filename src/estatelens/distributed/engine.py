@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..bundle import load_bundle
-from ..data.preprocess import Preprocessing, decode_side
+from ..data.preprocess import Preprocessing, decode_side, normalise
 from ..inference import load_photo, predict_loaded
 from ..tagging.core import display_path, iter_input_paths, tag_row
 from ..tagging.job import columns as tag_columns
@@ -134,11 +134,12 @@ def done_in(out: Path) -> dict[str, str]:
 
 
 def _decode_batch(batch: dict, pre: dict) -> dict:
-    """A Ray Data task: decode each photo into the network's input, or the reason it cannot be."""
+    """A Ray Data task: decode each photo into the network's input as uint8 pixels (the actor
+    normalises them: a quarter of the bytes through the object store), or the reason it cannot be."""
     prep = Preprocessing.from_dict(pre)
     side = decode_side(prep)
     images, statuses, widths, heights = [], [], [], []
-    blank = np.zeros((3, prep.size, prep.size), np.float32)
+    blank = np.zeros((prep.size, prep.size, 3), np.uint8)
     for path in batch["file"]:
         path = str(path)
         if is_url(path):
@@ -146,13 +147,13 @@ def _decode_batch(batch: dict, pre: dict) -> dict:
 
             try:
                 with fsspec.open(path, "rb") as f:
-                    x, size, status = load_photo(path, prep, side, io.BytesIO(f.read()))
+                    x, size, status = load_photo(path, prep, side, io.BytesIO(f.read()), pixels=True)
             except FileNotFoundError:
                 x, size, status = None, None, "file not found"
             except OSError as e:
                 x, size, status = None, None, f"cannot read: {e}"
         else:
-            x, size, status = load_photo(local(path), prep, side)
+            x, size, status = load_photo(local(path), prep, side, pixels=True)
         images.append(blank if x is None else x)
         statuses.append(status)
         widths.append(size[0] if size else -1)
@@ -187,7 +188,8 @@ class _TaggerActor:
         from threadpoolctl import threadpool_limits
 
         paths = [str(p) for p in batch["file"]]
-        loaded = [(batch["image"][i] if s == "ok" else None,
+        pre = self.bundle.preprocessing
+        loaded = [(normalise(batch["image"][i], pre) if s == "ok" else None,
                    (int(batch["width"][i]), int(batch["height"][i])) if batch["width"][i] >= 0 else None, str(s))
                   for i, s in enumerate(batch["status"])]
         with threadpool_limits(1, user_api="blas"):

@@ -94,12 +94,12 @@ def _photo_features(bundle_name, listings, refs, rooms, quiet, network=None):
     if refs is None:
         return None, [], None
     from ..bundle import load_bundle
-    from ..valuation import listing_photo_features, model_key
+    from ..valuation import listing_photo_features
 
     bundle = load_bundle(bundle_name)
     pooled, rooms = listing_photo_features(bundle, listings.ids, refs, rooms=rooms, network=network,
                                            progress=not quiet)
-    return pooled, rooms, model_key(bundle)
+    return pooled, rooms, pooled.network
 
 
 def _warn(problems, limit: int = 20) -> None:

@@ -38,6 +38,19 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """"size:mtime_ns" of a file, to tell whether it changed since a run saw it; "missing" where
+    it is not there, "unreadable: why" where it cannot be looked at (the Ray engine's resume and
+    valuation's photo-feature cache)."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return "missing"
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def open_rgb(path: str | os.PathLike | BinaryIO, min_side: int | None = None) -> Image.Image:
     """Decode `path` to an upright RGB image.
 

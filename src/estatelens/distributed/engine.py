@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..bundle import load_bundle
+from ..data.images import file_fingerprint
 from ..data.preprocess import Preprocessing, decode_side, normalise
 from ..inference import load_photo, predict_loaded
 from ..tagging.core import display_path, iter_input_paths, tag_row
@@ -100,6 +101,8 @@ def _list_url(url: str) -> list[str]:
 
 def fingerprint(path: str, content: bool = False) -> str:
     """size:mtime (or sha256 of the bytes with `content`); "missing" where the file is not there."""
+    if not is_url(path) and not content:
+        return file_fingerprint(local(path))
     try:
         if is_url(path):
             import fsspec
@@ -110,12 +113,8 @@ def fingerprint(path: str, content: bool = False) -> str:
                     return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
             info = fs.info(p)
             return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('ETag', '')}"
-        p = local(path)
-        if content:
-            with open(p, "rb") as f:
-                return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-        st = os.stat(p)
-        return f"{st.st_size}:{st.st_mtime_ns}"
+        with open(local(path), "rb") as f:
+            return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return "missing"
     except OSError as e:

@@ -262,13 +262,18 @@ def _ensure_listings(conn, ids: set[str]) -> None:
         conn.execute(insert(db.listings), new)
 
 
-def _write_listings(conn, facts: dict[str, dict[str, str]]) -> None:
+def _write_listings(conn, facts: dict[str, dict[str, str]], replace: Iterable[str] | None = None) -> None:
+    """Store listing columns as text (and as a number where they read as one). A listing's earlier
+    columns are replaced: all of them, or only those named in `replace` (a value model's)."""
     if not facts:
         return
     _ensure_listings(conn, set(facts))
     ids = sorted(facts)
     for chunk in db.in_lists(ids):
-        conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(chunk)))
+        which = db.listing_facts.c.listing_id.in_(chunk)
+        if replace is not None:
+            which = which & db.listing_facts.c.name.in_(list(replace))
+        conn.execute(delete(db.listing_facts).where(which))
     values = [{"listing_id": lid, "name": name, "num": db.as_number(text), "text": text, "key": db.normalise(text)}
               for lid in ids for name, text in facts[lid].items() if text != ""]
     if values:

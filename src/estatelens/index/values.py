@@ -3,12 +3,11 @@ index, from their facts and the photos the index holds, stored as listing column
 filters on (`value<500000`, `price/value<0.9`) and the listing page shows."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 
 from . import db
+from .build import _write_listings
 
 # The listing columns an estimate writes; price_to_value only where the listing has a price.
 VALUE_COLUMNS = ("value", "value_low", "value_high", "value_basis", "value_drivers", "value_note", "price_to_value")
@@ -70,33 +69,26 @@ def store_value_estimates(engine, model_path, *, progress: bool = True) -> tuple
                                            network=model.info.get("tagging_network"), progress=progress)
         problems = photos.problems
     estimates = model.predict(listings, photos)
-    values = []
+    facts: dict[str, dict[str, str]] = {}  # every listing's old estimate goes; an unvalued one gets none
     for i, e in enumerate(estimates):
+        facts[e.listing_id] = {}
         if e.value is None:
             problems.append(f"listing {e.listing_id}: {e.note}")
             continue
         row = e.to_dict(listings.price[i])
-        facts = {"value": row["value"], "value_low": row["value_low"], "value_high": row["value_high"],
-                 "value_basis": e.basis, "value_drivers": ", ".join(d for d in (row["driver_1"], row["driver_2"],
-                                                                                  row["driver_3"]) if d),
-                 "value_note": e.note, "price_to_value": row.get("price_to_value")}
-        for name, v in facts.items():
-            if v is None or v == "":
-                continue
-            text = f"{v:g}" if isinstance(v, float) else str(v)
-            num = float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-            values.append({"listing_id": e.listing_id, "name": name, "num": num, "text": text,
-                           "key": db.normalise(text)})
-    ids = [e.listing_id for e in estimates]
+        values = {"value": row["value"], "value_low": row["value_low"], "value_high": row["value_high"],
+                  "value_basis": e.basis, "value_note": e.note, "price_to_value": row.get("price_to_value"),
+                  "value_drivers": ", ".join(d for d in (row["driver_1"], row["driver_2"], row["driver_3"]) if d)}
+        facts[e.listing_id] = {name: _text(v) for name, v in values.items() if v is not None and v != ""}
 
     def write():
         with engine.begin() as conn:
-            for chunk in db.in_lists(ids):
-                conn.execute(delete(db.listing_facts).where(db.listing_facts.c.listing_id.in_(chunk),
-                                                            db.listing_facts.c.name.in_(VALUE_COLUMNS)))
-            if values:
-                conn.execute(insert(db.listing_facts), values)
-                db.add_to_meta_list(conn, "listing_columns", sorted({v["name"] for v in values}))
+            _write_listings(conn, facts, replace=VALUE_COLUMNS)
 
     db.retrying(write)
     return sum(e.value is not None for e in estimates), problems
+
+
+def _text(v) -> str:
+    """A value as the listing column's text, which the index reads numbers back from."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)

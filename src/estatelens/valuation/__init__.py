@@ -6,11 +6,10 @@ from typing import Sequence
 
 from ..bundle import ModelBundle
 from .data import Listings, read_listings
-from .photos import (ListingPhotos, PhotoFeatureCache, PhotoRef, model_key, pool_listings, read_photos_csv,
-                     rooms_to_pool)
+from .photos import ListingPhotos, PhotoFeatureCache, PhotoRef, pool_listings, read_photos_csv, rooms_to_pool
 
-__all__ = ["Listings", "ListingPhotos", "PhotoRef", "listing_photo_features", "model_key", "read_listings",
-           "read_photos_csv", "unmatched_photos"]
+__all__ = ["Listings", "ListingPhotos", "PhotoRef", "listing_photo_features", "read_listings", "read_photos_csv",
+           "unmatched_photos"]
 
 
 def listing_photo_features(bundle: ModelBundle, ids: Sequence[str], refs: Sequence[PhotoRef], *,
@@ -31,6 +30,7 @@ def listing_photo_features(bundle: ModelBundle, ids: Sequence[str], refs: Sequen
     if rooms is None:
         rooms = rooms_to_pool(refs, bundle.classes, ids=ids)
     pooled = pool_listings(ids, refs, feats, bundle.classes, cache.attribute_names, rooms)
+    pooled.network = cache.network
     return pooled, list(rooms)
 
 

@@ -275,9 +275,14 @@ class ValueModel:
             with threadpool_limits(1):
                 for kind, w in weights.items():
                     Xk = X[rows] if kind == "photos" else X[rows][:, :self.spec.n_facts]
-                    pred += w * self.models[kind].predict(Xk)
+                    # The feature step once (the photo score is a ridge over thousands of columns),
+                    # for the estimate and for its contributions.
+                    pipe = self.models[kind]
+                    Z = _as_float(pipe.named_steps["features"].transform(Xk))
+                    base = pipe.named_steps["model"].predict(Z)
+                    pred += w * base
                     if drivers:
-                        c = self.contributions(kind, Xk)
+                        c = self.contributions(kind, Z, base)
                         for g, name in enumerate(self.spec.groups(kind)):
                             effects[name] = effects.get(name, 0) + w * c[:, g]
             q = self.halfwidth["with_photos" if group else "facts_only"]
@@ -314,15 +319,12 @@ class ValueModel:
                 notes.append(f"{c} {v} not seen in fitting (read as average)")
         return notes
 
-    def contributions(self, kind: str, X: np.ndarray) -> np.ndarray:
-        """(N, groups) effect of each feature group on log price: the prediction minus its mean over
-        background listings with that group's value swapped in (interventional, one group at a
-        time; exact for the linear model)."""
-        pipe = self.models[kind]
-        Z = _as_float(pipe.named_steps["features"].transform(X))
+    def contributions(self, kind: str, Z: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """(N, groups) effect of each feature group on log price: the prediction `base` minus its
+        mean over background listings with that group's value swapped in (interventional, one
+        group at a time; exact for the linear model). `Z`: the rows after the feature step."""
         B = self.background[kind]
-        model = pipe.named_steps["model"]
-        base = model.predict(Z)
+        model = self.models[kind].named_steps["model"]
         blocks = self._output_blocks(kind)
         effects = np.zeros((len(Z), len(blocks)))
         for g, cols in enumerate(blocks):
@@ -375,7 +377,7 @@ def fit_value_model(listings: Listings, photos: ListingPhotos | None = None, *, 
     y = np.log(L.price)
     spec = FeatureSpec(sorted(L.numeric), sorted(L.categorical))
     if photos is not None:
-        photos = _rows_of(photos, L.ids)
+        photos = photos.for_ids(L.ids)
         spec.photo_columns = [c for c in photos.columns if not c.endswith("_max")]
         spec.attribute_columns = [c for c in photos.columns if c.endswith("_max")]
     if spec.n_facts == 0 and photos is None:
@@ -442,12 +444,6 @@ def _fit_kind(kind: str, spec: FeatureSpec, X: np.ndarray, y: np.ndarray, photos
     pick = rng.choice(len(rows), size=min(64, len(rows)), replace=False)
     background = _as_float(pipe.named_steps["features"].transform(Xk[pick]))
     return pipe, oof, background
-
-
-def _rows_of(photos: ListingPhotos, ids: Sequence[str]) -> ListingPhotos:
-    where = {lid: i for i, lid in enumerate(photos.ids)}
-    rows = [where[i] for i in ids]
-    return ListingPhotos(list(ids), photos.matrix[rows], photos.columns, photos.n_photos[rows], photos.problems)
 
 
 def metrics(actual: np.ndarray, predicted: np.ndarray, low: np.ndarray | None = None,

@@ -5,7 +5,6 @@ per listing so that the result depends neither on how many photos a listing has 
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..attributes import graph_fingerprint
 from ..bundle import ModelBundle, estatelens_home
+from ..data.images import file_fingerprint
 from ..inference import predict_stream
 from ..tagging.core import path_key
 
@@ -62,23 +63,6 @@ def read_photos_csv(path: str | os.PathLike, id_col: str | None = None) -> list[
     return rows
 
 
-def model_key(bundle: ModelBundle) -> str:
-    """Names the network whose features a cache holds: a hash of its graph file."""
-    h = hashlib.sha256()
-    with open(bundle.onnx_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def _fingerprint(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 class PhotoFeatureCache:
     """Per photo: embedding (D,), room probabilities (C,) and attribute probabilities, or the reason
     it could not be read. One .npz per model under ESTATELENS_HOME/value-photos, keyed by absolute
@@ -88,7 +72,7 @@ class PhotoFeatureCache:
         self.bundle = bundle
         self.attribute_names = [h.name for h in bundle.attributes]
         folder = Path(folder) if folder else estatelens_home() / "value-photos"
-        self.network = model_key(bundle)
+        self.network = graph_fingerprint(bundle.onnx_path)  # the network whose features it holds
         self.file = folder / f"{self.network}.npz"
         self.entries: dict[str, tuple] = {}  # key -> (fingerprint, status, emb, probs, attrs)
         if self.file.is_file():
@@ -121,7 +105,7 @@ class PhotoFeatureCache:
         go through the network once (and are saved as they come, so an interrupted run resumes)."""
         paths = list(dict.fromkeys(paths))
         keys = {p: path_key(p) for p in paths}
-        todo = [p for p in paths if self.entries.get(keys[p], ("",))[0] != _fingerprint(p)]
+        todo = [p for p in paths if self.entries.get(keys[p], ("",))[0] != file_fingerprint(p)]
         if todo:
             dim = None
             n_new = 0
@@ -133,7 +117,7 @@ class PhotoFeatureCache:
                     entry = (pred.status, pred.embedding, pred.probs, attrs)
                 else:
                     entry = (pred.status, None, None, None)
-                self.entries[keys[pred.path]] = (_fingerprint(pred.path),) + entry
+                self.entries[keys[pred.path]] = (file_fingerprint(pred.path),) + entry
                 n_new += 1
                 if n_new % save_every == 0:
                     self._save_readable(dim)
@@ -164,6 +148,18 @@ class ListingPhotos:
     columns: list[str]
     n_photos: np.ndarray  # readable photos per listing
     problems: list[str]
+    network: str = ""  # graph_fingerprint of the network the features came from
+
+    def take(self, rows: Sequence[int]) -> "ListingPhotos":
+        """The listings at positions `rows`, in that order."""
+        rows = list(rows)
+        return ListingPhotos([self.ids[i] for i in rows], self.matrix[rows], self.columns, self.n_photos[rows],
+                             self.problems, self.network)
+
+    def for_ids(self, ids: Sequence[str]) -> "ListingPhotos":
+        """The listings `ids`, in that order."""
+        where = {lid: i for i, lid in enumerate(self.ids)}
+        return self.take([where[i] for i in ids])
 
 
 def rooms_to_pool(refs: Sequence[PhotoRef], classes: Sequence[str], min_share: float = 0.5,

@@ -75,11 +75,7 @@ def cross_validate(listings: Listings, photos: ListingPhotos | None, *, seeds: S
     by models that never saw it."""
     priced = np.flatnonzero(np.isfinite(listings.price))
     L = listings.subset(priced)
-    P = None
-    if photos is not None:
-        where = {lid: i for i, lid in enumerate(photos.ids)}
-        rows = [where[i] for i in L.ids]
-        P = ListingPhotos(L.ids, photos.matrix[rows], photos.columns, photos.n_photos[rows], [])
+    P = photos.for_ids(L.ids) if photos is not None else None
     kinds = list(kinds or (["linear", "boosted"] + (["photos"] if P is not None else [])))
     shape = (len(seeds), len(L))
     value = {k: np.full(shape, np.nan) for k in kinds + [SELECTED] + ([FACTS_BLEND] if P is not None else [])}
@@ -119,9 +115,7 @@ def cross_validate(listings: Listings, photos: ListingPhotos | None, *, seeds: S
 
 
 def _photo_rows(P: ListingPhotos | None, rows) -> ListingPhotos | None:
-    if P is None:
-        return None
-    return ListingPhotos([P.ids[i] for i in rows], P.matrix[rows], P.columns, P.n_photos[rows], [])
+    return P.take(rows) if P is not None else None
 
 
 def write_report(cv: CrossValidation, out: str | os.PathLike, *, title: str, notes: Sequence[str] = ()) -> dict:

@@ -65,7 +65,11 @@ def fitted_market(tmp_path_factory):
     root = tmp_path_factory.mktemp("market")
     listings, photos, truth = make_market(root / "fit", 70, seed=1)
     model = root / "market.value"
-    assert main(["value", "fit", str(listings), "--photos", str(photos), "--out", str(model), "--quiet"]) == 0
+    # A module fixture runs before the per-test home (conftest._isolated_home): keep its photo
+    # feature cache out of the user's home too.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ESTATELENS_HOME", str(tmp_path_factory.getbasetemp() / "estatelens-home"))
+        assert main(["value", "fit", str(listings), "--photos", str(photos), "--out", str(model), "--quiet"]) == 0
     return model, truth
 
 

@@ -79,12 +79,16 @@ class PhotoFeatureCache:
             self._load()
 
     def _load(self) -> None:
-        z = np.load(self.file, allow_pickle=False)
-        if list(z["attribute_names"]) != self.attribute_names:
-            return  # heads changed: the attribute columns would not line up; read the photos again
-        for i, key in enumerate(z["keys"]):
-            self.entries[str(key)] = (str(z["fingerprints"][i]), str(z["statuses"][i]), z["embeddings"][i],
-                                      z["probs"][i], z["attributes"][i])
+        with np.load(self.file, allow_pickle=False) as z:
+            if list(z["attribute_names"]) != self.attribute_names:
+                return  # heads changed: the attribute columns would not line up; read the photos again
+            # Each z[name] decompresses the whole array again: read each once, not once per photo
+            # (per photo, every row kept its own full copy alive: memory grew as photos squared).
+            arrays = {name: z[name] for name in ("keys", "fingerprints", "statuses", "embeddings", "probs",
+                                                 "attributes")}
+        for i, key in enumerate(arrays["keys"]):
+            self.entries[str(key)] = (str(arrays["fingerprints"][i]), str(arrays["statuses"][i]),
+                                      arrays["embeddings"][i], arrays["probs"][i], arrays["attributes"][i])
 
     def save(self) -> None:
         good = list(self.entries.items())

@@ -228,23 +228,31 @@ def test_upload_refusals(client, app):
     assert client.get("/api/health").json()["photos"] == 12
 
 
-def test_suggestions_are_the_least_sure_photos_of_each_room_type_and_skip_corrected_ones(client):
+def test_suggestions_are_the_least_sure_of_each_room_type_and_the_most_unusual_and_skip_corrected_ones(client):
     everything = client.get("/api/search", params={"per_page": 200}).json()["results"]
-    got = client.get("/api/suggestions", params={"n": 4}).json()
-    assert "least sure" in got["why"] and len(got["results"]) == 4
-    probs = [r["room_probability"] for r in got["results"]]
+    # The bundled model scores how unlike its training photos each one is; these stripes all are.
+    assert all(r["unusual"] is not None for r in everything)
+    got = client.get("/api/suggestions", params={"n": 6}).json()
+    assert "least sure" in got["why"] and "unlike" in got["why"] and len(got["results"]) == 6
+    reasons = [r["reason"] for r in got["results"]]
+    assert reasons == ["least sure", "least sure", "unusual"] * 2  # every third place
+    least = [r for r in got["results"] if r["reason"] == "least sure"]
+    probs = [r["room_probability"] for r in least]
     assert probs == sorted(probs)
     by_room: dict = {}
     for r in sorted(everything, key=lambda r: (r["room_probability"], r["id"])):
         by_room.setdefault(r["room_type_predicted"], []).append(r["id"])
     # Each room type the model used gives its least sure photo before any gives a second one.
-    turns = [ids[k] for k in range(4) for _, ids in sorted(by_room.items()) if k < len(ids)][:4]
-    assert {r["id"] for r in got["results"]} == set(turns)
-    least = got["results"][0]
-    assert client.put(f"/api/photos/{least['id']}/corrections/room_type", json={"value": least["room_type"]},
+    turns = [ids[k] for k in range(6) for _, ids in sorted(by_room.items()) if k < len(ids)]
+    most_unusual = [r["id"] for r in sorted(everything, key=lambda r: (-r["unusual"], r["id"]))][:2]
+    assert [r["id"] for r in got["results"] if r["reason"] == "unusual"] == most_unusual
+    assert {r["id"] for r in least} == set([i for i in turns if i not in most_unusual][:4])
+    first = least[0]
+    assert client.put(f"/api/photos/{first['id']}/corrections/room_type", json={"value": first["room_type"]},
                       headers=AUTH).status_code == 200
     again = client.get("/api/suggestions", params={"n": 200}).json()["results"]
-    assert least["id"] not in [r["id"] for r in again] and len(again) == len(everything) - 1
+    ids = [r["id"] for r in again]
+    assert first["id"] not in ids and sorted(ids) == sorted(set(ids)) and len(ids) == len(everything) - 1
     assert client.get("/api/suggestions", params={"n": 0}).status_code == 422
 
 

@@ -189,7 +189,10 @@ def test_paging(server, page):
 
 def test_label_next_lists_the_least_sure_photos_and_opens_one(server, page):
     base, _ = server
-    want = [str(r["id"]) for r in api(base, "/api/suggestions", n=24)["results"]]
+    got = api(base, "/api/suggestions", n=24)["results"]
+    want = [str(r["id"]) for r in got]
+    odd = [str(r["id"]) for r in got if r["reason"] == "unusual"]
+    assert odd and len(odd) < len(want)  # the bundled model finds these stripes unlike its photos
     open_page(page, base + "/")
     page.get_by_test_id("label-next-link").click()
     expect(page.get_by_test_id("suggestions-title")).to_have_text("Label next")
@@ -197,6 +200,8 @@ def test_label_next_lists_the_least_sure_photos_and_opens_one(server, page):
     expect(cards).to_have_count(len(want))
     assert cards.evaluate_all("cs => cs.map(c => c.dataset.id)") == want
     expect(page.get_by_test_id("suggestions-why")).to_contain_text("estatelens adapt")
+    marked = page.get_by_test_id("suggestions").locator("[data-testid=photo-card]:has([data-testid=unusual-badge])")
+    assert marked.evaluate_all("cs => cs.map(c => c.dataset.id)") == odd
     cards.first.click()
     page.wait_for_url(f"**/#/photo/{want[0]}")
     expect(page.get_by_test_id("set-room-kitchen")).to_be_visible()

@@ -391,3 +391,19 @@ def test_postgresql_index_search_correct_and_reindex(postgres_db, listing_index,
         assert n == {"photos": 2, "room_type": 1, "balcony": 1}
         engine.dispose()
     assert answers[0] == answers[1]
+
+
+def test_an_index_from_before_the_unusual_column_is_upgraded_when_opened(index_copy):
+    import sqlite3
+
+    with sqlite3.connect(index_copy) as conn:  # what schema 1 wrote: no photos.unusual
+        assert conn.execute("SELECT count(*) FROM photos WHERE unusual IS NOT NULL").fetchone()[0] == 12
+        conn.execute("ALTER TABLE photos DROP COLUMN unusual")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    engine = connect(index_copy, create=False)
+    with engine.connect() as conn:
+        assert conn.execute(select(db.meta.c.value).where(db.meta.c.key == "schema")).scalar() == str(db.SCHEMA_VERSION)
+        assert conn.execute(select(db.photos.c.unusual)).scalars().all() == [None] * 12  # empty until re-indexed
+    found = search(engine, "", per_page=50)
+    assert found["total"] > 0 and all(r["unusual"] is None for r in found["results"])
+    connect(index_copy, create=False)  # a second opening finds nothing to do

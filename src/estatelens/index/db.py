@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 (2026-12-01): photos.unusual
 ROOM_TYPE = "room_type"  # the correction target for the room type; any other target is an attribute
 DEFAULT_THRESHOLD = 0.5  # "yes" for an attribute head that ships no operating threshold
 
@@ -58,6 +58,7 @@ photos = Table("photos", metadata,
                Column("room_probability", Float),  # the model's probability of room_type_predicted
                Column("room_type", Text, index=True),  # effective: the correction, else the prediction
                Column("room_corrected", Boolean, nullable=False, default=False),
+               Column("unusual", Float),  # how unlike the model's training photos (ood.py); None: cannot tell
                Column("width", Integer),
                Column("height", Integer),
                Column("file_size", Integer),
@@ -125,6 +126,7 @@ def connect(db: str | os.PathLike, create: bool = True) -> Engine:
         elif not inspect(engine).has_table("photos"):
             raise FileNotFoundError(f"{_safe_url(url)}: holds no estatelens index "
                                     f"(build one with `estatelens index PHOTOS --db ...`)")
+        _upgrade(engine)
     except DatabaseError as e:  # cannot connect, not a database file, ...
         raise ValueError(f"{_safe_url(url)}: cannot open the database: {str(e.orig).strip()}") from None
     if engine.dialect.name == "postgresql":
@@ -153,6 +155,29 @@ def _create_tables(engine: Engine, attempts: int = 6) -> None:
             if not lost_race or attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
+
+
+# Columns added since schema 1, each (table, column, SQL type): an index built by an older version
+# gains them, empty, when it is next opened; re-indexing fills them.
+_ADDED_COLUMNS = [("photos", "unusual", "FLOAT")]
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring an index written by an older estatelens up to SCHEMA_VERSION (ALTER TABLE ... ADD
+    COLUMN, the same on SQLite and PostgreSQL). Two processes upgrading at once: the loser's
+    "duplicate column" is taken as done."""
+    have = {t: {c["name"] for c in inspect(engine).get_columns(t)} for t in {t for t, _, _ in _ADDED_COLUMNS}}
+    missing = [(t, c, sql) for t, c, sql in _ADDED_COLUMNS if c not in have[t]]
+    for table, column, sql in missing:
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql}")
+        except DatabaseError as e:
+            if "duplicate" not in str(e.orig).lower() and "already exists" not in str(e.orig).lower():
+                raise
+    if missing:
+        with engine.begin() as conn:
+            conn.execute(update(meta).where(meta.c.key == "schema").values(value=str(SCHEMA_VERSION)))
 
 
 # What another writer of the same index at the same moment causes, and a retry of the whole

@@ -111,26 +111,43 @@ def export_labels(engine, out: str | os.PathLike, target: str = "all") -> dict:
     return counts
 
 
-def suggest_for_labelling(engine, n: int = 24) -> list[dict]:
-    """Photos whose correction would teach `estatelens adapt` the most: those the model is least
-    sure of (lowest room-type probability), taken in turn from each room type it guessed, so that
-    one confusing kind of photo does not fill the list. Corrected photos are left out."""
+def suggest_for_labelling(engine, n: int = 24, unusual_share: float = 1 / 3) -> list[dict]:
+    """Photos whose correction would teach `estatelens adapt` the most, each with the `reason` it
+    was picked: "least sure", the lowest room-type probability, taken in turn from each room type
+    the model guessed so that one confusing kind of photo does not fill the list; and "unusual",
+    the photos least like anything the model was trained on (the highest `unusual` score: a new
+    market's kind of photo that no confident guess would bring up), every third place. Corrected
+    photos are left out. An index without unusual scores (a bundle with no rehearsal set) gives
+    least-sure photos only."""
     from .search import photo_records
 
     P = db.photos
+    uncorrected = ~select(db.corrections.c.photo_id).where(db.corrections.c.photo_id == P.c.id).exists()
     with engine.connect() as conn:
         rooms = [r for (r,) in conn.execute(select(P.c.room_type_predicted).where(P.c.status == "ok")
                                             .group_by(P.c.room_type_predicted)) if r]
         per_room = []
         for room in sorted(rooms):
-            uncorrected = ~select(db.corrections.c.photo_id).where(db.corrections.c.photo_id == P.c.id).exists()
             per_room.append([i for (i,) in conn.execute(
                 select(P.c.id).where(P.c.status == "ok", P.c.room_type_predicted == room, uncorrected)
                 .order_by(P.c.room_probability, P.c.id).limit(n))])
-        ids: list[int] = []
+        least: list[int] = []  # in turns across room types
         for k in range(n):
             for ranked in per_room:
-                if k < len(ranked) and len(ids) < n:
-                    ids.append(ranked[k])
-        records = photo_records(conn, ids)
-    return sorted(records, key=lambda r: (r["room_probability"], r["id"]))
+                if k < len(ranked) and len(least) < n:
+                    least.append(ranked[k])
+        slots = int(n * unusual_share)
+        unusual = [i for (i,) in conn.execute(
+            select(P.c.id).where(P.c.status == "ok", P.c.unusual.is_not(None), uncorrected)
+            .order_by(P.c.unusual.desc(), P.c.id).limit(n))] if slots else []
+        shown_unusual = unusual[:slots]
+        shown_least = [i for i in least if i not in shown_unusual][:n - len(shown_unusual)]
+        records = {r["id"]: r for r in photo_records(conn, shown_least + shown_unusual)}
+    by_probability = sorted((records[i] for i in shown_least), key=lambda r: (r["room_probability"], r["id"]))
+    odd_ones = [records[i] for i in shown_unusual]
+    out: list[dict] = []
+    while by_probability or odd_ones:
+        take_unusual = bool(odd_ones) and (len(out) % 3 == 2 or not by_probability)
+        rec = odd_ones.pop(0) if take_unusual else by_probability.pop(0)
+        out.append({**rec, "reason": "unusual" if take_unusual else "least sure"})
+    return out

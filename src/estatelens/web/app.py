@@ -343,12 +343,14 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
         except QueryError as e:
             raise HTTPException(400, str(e)) from None
 
-    @app.get("/api/suggestions", summary="Photos to label next: those the model is least sure of, across room types",
+    @app.get("/api/suggestions", summary="Photos to label next: those the model is least sure of, across room types, "
+                                         "and the most unusual",
              responses=reads)
     def suggestions(request: Request, n: int = Query(24, ge=1, le=MAX_PER_PAGE)) -> dict:
         return {"results": shown(request, review.suggest_for_labelling(engine, n)),
-                "why": "the model is least sure of these; correct them, then `estatelens export-labels` "
-                       "and `estatelens adapt` learn most from them"}
+                "why": "the model is least sure of these, or they are unlike anything it was trained on (each "
+                       "photo's `reason`); correct them, then `estatelens export-labels` and "
+                       "`estatelens adapt` learn most from them"}
 
     @app.get("/api/photos/{photo_id}", summary="One photo: tags, probabilities, corrections, listing",
              responses={**reads, **_problems(404)})

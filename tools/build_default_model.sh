@@ -10,7 +10,9 @@
 # fireplace and balcony with the network (train --attribute; the labels' test splits stay out): the
 # 2026-12-01 experiment, better attributes and worse room types, so not the shipped recipe
 # (docs/attributes.md, benchmarks/results/multitask.md); ATTRIBUTE_LOSS_WEIGHT sets that loss's weight
-# (default 1).
+# (default 1). CONTINUE_FROM=BUNDLE trains that bundle's network further instead of starting from
+# ImageNet (train --init; 4 epochs at a third of the learning rate unless EPOCHS / LR say otherwise):
+# with MULTITASK=1, the attributes are learnt while the room types start where the bundle left them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
@@ -26,6 +28,9 @@ if [ "${MULTITASK:-0}" = 1 ]; then
                        --attribute "balcony=$DATA/attributes.csv"
                        --attribute-loss-weight "${ATTRIBUTE_LOSS_WEIGHT:-1}")
 fi
+if [ -n "${CONTINUE_FROM:-}" ]; then
+    MULTITASK_OPTIONS+=(--init "$CONTINUE_FROM" --epochs "${EPOCHS:-4}" --lr "${LR:-0.0003}" --warmup-epochs 0.3)
+fi
 estatelens train "${SOURCES[@]}" --model efficientnet_lite1 --mode finetune --merge-val --out "$RUN" \
     "${MULTITASK_OPTIONS[@]}"
 estatelens quantize "$RUN/model.estatelens" --calibration "${SOURCES[@]}" --out "$RUN/rooms.estatelens"
@@ -37,7 +42,7 @@ done
 estatelens evaluate "$DATA/exteriors-spb" --split test --model "$RUN/rooms.estatelens" --json "$RUN/eval/exteriors-spb-test.json"
 estatelens train-attribute fireplace "$DATA/attributes.csv" data/labels/fireplace.csv --model "$RUN/rooms.estatelens" \
     --report "$RUN/attributes/fireplace" --quiet
-estatelens train-attribute balcony "$DATA/attributes.csv" --model "$RUN/rooms.estatelens" \
+estatelens train-attribute balcony "$DATA/attributes.csv" data/labels/balcony.csv --model "$RUN/rooms.estatelens" \
     --report "$RUN/attributes/balcony" --quiet
 python tools/add_rehearsal.py "$RUN/rooms.estatelens" "${SOURCES[@]}"
 [ "${INSTALL:-1}" = 1 ] || { echo "built $RUN/rooms.estatelens (not installed: INSTALL=0)"; exit 0; }

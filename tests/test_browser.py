@@ -451,3 +451,24 @@ def test_listing_page_shows_the_value_estimate(server, page):
     finally:
         with sqlite3.connect(db) as conn:
             conn.execute("DELETE FROM listing_facts WHERE listing_id = 'L1' AND name LIKE '%value%'")
+
+
+def test_open_plan_photos_show_their_second_room_type(server, page):
+    """A photo with `also` (open plan, also.py) shows it on its card and page, and a search for that
+    room type finds it."""
+    base, db = server
+    first = api(base, "/api/search", per_page=1)["results"][0]
+    rooms = api(base, "/api/vocabulary")["rooms"]
+    other = next(r for r in rooms if r != first["room_type"] and r != "uncertain")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE photos SET also = ?, also_probability = 0.93 WHERE id = ?", (other, first["id"]))
+    try:
+        open_page(page, base + f"/#/search?q={label(other).replace(' ', '+')}&per_page=100")
+        card = page.locator(f"[data-testid=photo-card][data-id='{first['id']}']")
+        expect(card.get_by_test_id("card-also")).to_have_text(f"+ {label(other)}")
+        card.click()
+        page.wait_for_url(f"**/#/photo/{first['id']}")
+        expect(page.get_by_test_id("photo-also")).to_contain_text(f"also shows a {label(other)} (93%)")
+    finally:
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE photos SET also = NULL, also_probability = NULL WHERE id = ?", (first["id"],))

@@ -91,7 +91,7 @@ def test_xlsx_json_jsonl_parquet_hold_the_same_rows(tmp_path, stripes_oracle):
     values = list(ws.values)
     assert list(values[0]) == columns(sort_into=False)
     assert len(values) == 1 + len(expected)
-    assert ws.auto_filter.ref == f"A1:M{len(expected) + 1}"  # 13 columns: path ... height
+    assert ws.auto_filter.ref == f"A1:O{len(expected) + 1}"  # 15 columns: path ... also, also_probability ... height
     assert ws.freeze_panes == "A2"
     assert ws.column_dimensions["A"].width >= 40  # the path column is wide enough to read
     xlsx_rows = [dict(zip(values[0], v)) for v in values[1:]]

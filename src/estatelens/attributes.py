@@ -26,7 +26,7 @@ YES, NO, UNSURE = "yes", "no", "unsure"
 
 # Columns the tagger writes besides the attributes' own (tests check this against TagRow):
 # an attribute of such a name would overwrite them.
-RESERVED_NAMES = frozenset({"path", "status", "room_type", "probability", "unusual", "width", "height",
+RESERVED_NAMES = frozenset({"path", "status", "room_type", "probability", "unusual", "also", "width", "height",
                             "sorted_to", "heatmaps"})
 _RESERVED_PATTERN = re.compile(r"^(class|probability)_\d+$|_probability$")
 
@@ -97,8 +97,10 @@ class AttributeHead:
                    {k: v for k, v in d.items() if k not in core})
 
 
-def load_attribute_heads(bundle_dir: Path, onnx_path: Path) -> list[AttributeHead]:
-    folder = bundle_dir / ATTRIBUTES_DIR
+def load_attribute_heads(bundle_dir: Path, onnx_path: Path, subfolder: str = ATTRIBUTES_DIR) -> list[AttributeHead]:
+    """The heads saved in bundle_dir/subfolder (attributes/, or also/ for the open-plan cues),
+    each checked against the bundle's graph."""
+    folder = bundle_dir / subfolder
     if not folder.is_dir():
         return []
     heads, fingerprint = [], None
@@ -111,13 +113,14 @@ def load_attribute_heads(bundle_dir: Path, onnx_path: Path) -> list[AttributeHea
         if head.graph != fingerprint:
             raise ValueError(f"{f}: this head was trained on another network than {onnx_path} "
                              f"(graph {head.graph}, bundle {fingerprint}); train it again with "
-                             f"`estatelens train-attribute {head.name} DATA --model {bundle_dir}`")
+                             + (f"`estatelens train-attribute {head.name} DATA --model {bundle_dir}`"
+                                if subfolder == ATTRIBUTES_DIR else f"`python tools/add_also.py {bundle_dir} ...`"))
         heads.append(head)
     return heads
 
 
-def save_attribute_head(bundle_dir: Path, head: AttributeHead) -> Path:
-    folder = bundle_dir / ATTRIBUTES_DIR
+def save_attribute_head(bundle_dir: Path, head: AttributeHead, subfolder: str = ATTRIBUTES_DIR) -> Path:
+    folder = bundle_dir / subfolder
     folder.mkdir(exist_ok=True)
     path = folder / f"{head.name}.json"
     tmp = path.with_suffix(".json.tmp")

@@ -120,6 +120,7 @@ class ModelBundle:
     info: dict = field(default_factory=dict)
     _session: object = field(default=None, repr=False)
     _attributes: list | None = field(default=None, repr=False)
+    _also: list | None = field(default=None, repr=False)
     _room_head: object = field(default=False, repr=False)  # False: not looked for yet
     _unusual: object = field(default=False, repr=False)
 
@@ -138,6 +139,15 @@ class ModelBundle:
         if self._attributes is None:
             self._attributes = load_attribute_heads(self.path, self.onnx_path)
         return self._attributes
+
+    @property
+    def also_heads(self) -> list[AttributeHead]:
+        """The open-plan cue heads in also/ (also.py), one per room type; empty where there are none."""
+        if self._also is None:
+            from .also import ALSO_DIR
+
+            self._also = load_attribute_heads(self.path, self.onnx_path, ALSO_DIR)
+        return self._also
 
     @property
     def room_head(self) -> RoomHead | None:

@@ -33,6 +33,7 @@ class Prediction:
     attributes: dict[str, float] | None = None  # attribute name -> probability, from the same pass
     unusual: float | None = None  # distance from what the bundle learned from (ood.py), where it can tell
     embedding: np.ndarray | None = None  # the network's penultimate features (D,), when asked for
+    cues: dict[str, float] | None = None  # open-plan cue probabilities per room type (also.py)
 
 
 def load_photo(path: str, pre: Preprocessing, side: int, data: BinaryIO | None = None,
@@ -67,6 +68,7 @@ def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int
     pre, side = bundle.preprocessing, decode_side(bundle.preprocessing)
     heads = bundle.attributes if attributes else []
     scorer = bundle.unusual if attributes else None
+    cues = bundle.also_heads if attributes else []
     it = iter(paths)
     # The heads and the unusual score are small NumPy products per batch; OpenBLAS threads would
     # spin after each and take the cores from ONNX Runtime and the decoding threads (tagging on 2
@@ -88,32 +90,36 @@ def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int
             chunk, loaded = pending.popleft().result()
             if more:
                 more = submit()
-            yield from predict_loaded(bundle, chunk, loaded, heads, scorer, embeddings)
+            yield from predict_loaded(bundle, chunk, loaded, heads, scorer, embeddings, cues)
 
 
 def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[tuple], heads=(), scorer=None,
-                   embeddings: bool = False) -> list[Prediction]:
+                   embeddings: bool = False, cues=()) -> list[Prediction]:
     """Predictions for a decoded batch: `loaded` holds `load_photo`'s (input or None, size,
-    status) per path. The one network pass of every front end (the streaming tagger here, the Ray
-    engine's actors in distributed/)."""
+    status) per path; `heads` are attribute heads and `cues` open-plan cue heads on the embedding.
+    The one network pass of every front end (the streaming tagger here, the Ray engine's actors in
+    distributed/)."""
     good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
     p_of: dict = {}
     a_of: dict = {}
     u_of: dict = {}
     e_of: dict = {}
+    c_of: dict = {}
     if good:
         probs, emb = bundle.run_batch(np.stack([loaded[i][0] for i in good]),
-                                      embedding=bool(heads) or scorer is not None or embeddings)
+                                      embedding=bool(heads) or bool(cues) or scorer is not None or embeddings)
         if embeddings and emb is None:
             raise ValueError(f"{bundle.onnx_path}: has no embedding output")
         attrs = {h.name: h.probability(emb) for h in heads}
+        cue_p = {h.name: h.probability(emb) for h in cues}
         far = scorer.score(emb) if scorer is not None else None
         for j, i in enumerate(good):
             p_of[i] = probs[j]
             a_of[i] = {name: float(p[j]) for name, p in attrs.items()} if heads else None
             u_of[i] = float(far[j]) if far is not None else None
             e_of[i] = emb[j] if embeddings else None
-    return [Prediction(path, status, p_of.get(i), size, a_of.get(i), u_of.get(i), e_of.get(i))
+            c_of[i] = {name: float(p[j]) for name, p in cue_p.items()} if cues else None
+    return [Prediction(path, status, p_of.get(i), size, a_of.get(i), u_of.get(i), e_of.get(i), c_of.get(i))
             for i, (path, (_, size, status)) in enumerate(zip(paths, loaded))]
 
 

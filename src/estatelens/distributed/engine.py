@@ -178,6 +178,7 @@ class _TaggerActor:
         self.bundle = load_bundle(bundle)
         self.bundle.session(threads)
         self.heads = self.bundle.attributes
+        self.cues = self.bundle.also_heads
         self.scorer = self.bundle.unusual
         self.far = self.scorer.threshold if self.scorer is not None else None
         self.min_confidence = min_confidence
@@ -192,8 +193,9 @@ class _TaggerActor:
                    (int(batch["width"][i]), int(batch["height"][i])) if batch["width"][i] >= 0 else None, str(s))
                   for i, s in enumerate(batch["status"])]
         with threadpool_limits(1, user_api="blas"):
-            preds = predict_loaded(self.bundle, paths, loaded, self.heads, self.scorer)
-        rows = [tag_row(p, self.bundle.classes, self.min_confidence, self.far).to_dict(self.heads) for p in preds]
+            preds = predict_loaded(self.bundle, paths, loaded, self.heads, self.scorer, cues=self.cues)
+        rows = [tag_row(p, self.bundle.classes, self.min_confidence, self.far, self.cues).to_dict(self.heads)
+                for p in preds]
         out = {c: [r.get(c) for r in rows] for c in rows[0]} if rows else {}
         out["fingerprint"] = [str(f) for f in batch["fingerprint"]]
         out["worker"] = [self.worker] * len(rows)

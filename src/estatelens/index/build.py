@@ -307,6 +307,7 @@ def _write_rows_once(engine, rows: list[TagRow], info: dict, model: str, version
             values = {"listing_id": listing, "status": row.status,
                       "room_type_predicted": best, "room_probability": row.probability, "room_type": best,
                       "room_corrected": False, "unusual": None if row.unusual is None else float(row.unusual),
+                      "also": row.also, "also_probability": row.also_probability,
                       "width": row.width, "height": row.height,
                       "file_size": stat[0] if stat else None, "file_mtime": stat[1] if stat else None,
                       "model": model, "model_version": version, "tagged_at": stamp, "origin": origin}

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2 (2026-12-01): photos.unusual
+SCHEMA_VERSION = 2  # 2 (2026-12-01): photos.unusual, photos.also, photos.also_probability
 ROOM_TYPE = "room_type"  # the correction target for the room type; any other target is an attribute
 DEFAULT_THRESHOLD = 0.5  # "yes" for an attribute head that ships no operating threshold
 
@@ -59,6 +59,8 @@ photos = Table("photos", metadata,
                Column("room_type", Text, index=True),  # effective: the correction, else the prediction
                Column("room_corrected", Boolean, nullable=False, default=False),
                Column("unusual", Float),  # how unlike the model's training photos (ood.py); None: cannot tell
+               Column("also", Text, index=True),  # a second room type the photo shows (open plan, also.py)
+               Column("also_probability", Float),
                Column("width", Integer),
                Column("height", Integer),
                Column("file_size", Integer),
@@ -159,7 +161,7 @@ def _create_tables(engine: Engine, attempts: int = 6) -> None:
 
 # Columns added since schema 1, each (table, column, SQL type): an index built by an older version
 # gains them, empty, when it is next opened; re-indexing fills them.
-_ADDED_COLUMNS = [("photos", "unusual", "FLOAT")]
+_ADDED_COLUMNS = [("photos", "unusual", "FLOAT"), ("photos", "also", "TEXT"), ("photos", "also_probability", "FLOAT")]
 
 
 def _upgrade(engine: Engine) -> None:

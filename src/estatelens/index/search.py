@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timezone
 
-from sqlalchemy import and_, case, exists, false, func, literal, select, true
+from sqlalchemy import and_, case, exists, false, func, literal, or_, select, true
 
 from . import db
 from .values import VALUE_COLUMNS
@@ -282,7 +282,11 @@ def _term_sql(term: Term, n: int, from_):
         names = term.name.split("|")
         if term.op == "not":
             return from_, ~P.c.room_type.in_(names), literal(1.0)
-        return from_, P.c.room_type.in_(names), _room_confidence()
+        # An open-plan photo counts for its second room type too (`kitchen` finds kitchen-diners),
+        # ranked after the photos that are that room first: its score is half its `also` probability.
+        first = P.c.room_type.in_(names)
+        return (from_, or_(first, P.c.also.in_(names)),
+                case((first, _room_confidence()), else_=P.c.also_probability * 0.5))
     a = db.attributes.alias(f"a{n}")
     from_ = from_.join(a, and_(a.c.photo_id == P.c.id, a.c.name == term.name))
     if term.op == "yes":
@@ -435,7 +439,8 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
             "room_type": r.room_type, "room_type_predicted": r.room_type_predicted,
             "room_probability": None if r.room_probability is None else round(r.room_probability, 4),
             "room_corrected": bool(r.room_corrected),
-            "unusual": None if r.unusual is None else round(r.unusual, 4), "room_scores": dict(sorted(scores.get(pid, {}).items(),
+            "unusual": None if r.unusual is None else round(r.unusual, 4),
+            "also": r.also, "also_probability": r.also_probability, "room_scores": dict(sorted(scores.get(pid, {}).items(),
                                                                                key=lambda kv: -kv[1])),
             "attributes": a, "corrections": fixes.get(pid, {}), "width": r.width, "height": r.height,
             "model": r.model, "model_version": r.model_version,

@@ -8,6 +8,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..also import pick_also
 from ..attributes import AttributeHead
 from ..bundle import ModelBundle
 from ..inference import Prediction, predict_stream
@@ -48,6 +49,8 @@ class TagRow:
     attributes: dict[str, float] | None = None  # attribute -> probability
     scores: dict[str, float] | None = None  # every room type -> probability (the index keeps them all)
     unusual: float | None = None  # how unlike the bundle's training photos (ood.py); None where it cannot tell
+    also: str | None = None  # a second room type the photo shows (open-plan rooms, also.py)
+    also_probability: float | None = None
 
     @property
     def path(self) -> str:
@@ -68,6 +71,7 @@ class TagRow:
             p = self.attributes.get(head.name) if self.attributes else None
             row[head.name] = None if p is None else head.says(p)
             row[f"{head.name}_probability"] = None if p is None else round(p, 4)
+        row["also"], row["also_probability"] = self.also, self.also_probability
         for k in range(TOP_K):
             name, p = self.top[k] if self.top and k < len(self.top) else (None, None)
             row[f"class_{k + 1}"], row[f"probability_{k + 1}"] = name, p
@@ -130,12 +134,13 @@ def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 1
     classes still say what was guessed."""
     far = bundle.unusual.threshold if bundle.unusual is not None else None
     for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers, attributes=True):
-        yield tag_row(pred, bundle.classes, min_confidence, far)
+        yield tag_row(pred, bundle.classes, min_confidence, far, bundle.also_heads)
 
 
 def tag_row(pred: Prediction, classes: Sequence[str], min_confidence: float = 0.0,
-            far: float | None = None) -> TagRow:
-    """What the tagger says about one prediction (every front end's rows come from here)."""
+            far: float | None = None, cues: Sequence[AttributeHead] = ()) -> TagRow:
+    """What the tagger says about one prediction (every front end's rows come from here). `cues`:
+    the bundle's open-plan cue heads, for `also` (none for a photo called uncertain)."""
     w, h = pred.size if pred.size else (None, None)
     if pred.probs is None:
         return TagRow(pred.path, pred.status, width=w, height=h)
@@ -145,5 +150,6 @@ def tag_row(pred: Prediction, classes: Sequence[str], min_confidence: float = 0.
     room, prob = top[0]
     sure = float(p[order[0]]) >= min_confidence and not (far is not None and pred.unusual > far)
     scores = {c: float(v) for c, v in zip(classes, p)}
+    also, also_p = pick_also(room, pred.cues, cues) if sure else (None, None)
     return TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores,
-                  pred.unusual)
+                  pred.unusual, also, also_p)

@@ -391,7 +391,9 @@ function photoCard(p, opts = {}) {
       h("span", { class: "room-name", testid: "card-room" }, Label(p.room_type)),
       p.room_corrected
         ? h("span", { class: "badge corrected", testid: "corrected-mark", title: `model said ${label(p.room_type_predicted)} (${pct(p.room_probability)})` }, "✓ corrected")
-        : h("span", { class: "prob", testid: "card-prob" }, pct(p.room_probability)))
+        : h("span", { class: "prob", testid: "card-prob" }, pct(p.room_probability)),
+      p.also ? h("span", { class: "also", testid: "card-also", title: `open plan: also shows a ${label(p.also)} (${pct(p.also_probability)})` },
+        `+ ${label(p.also)}`) : null)
       : h("div", { class: "room error" }, `not tagged: ${p.status}`),
     yes.length ? h("div", { class: "chips" }, yes.map(([name, a]) => h("span", {
       class: `chip attr${a.corrected ? " corrected" : ""}`, testid: "card-attr",
@@ -539,7 +541,11 @@ function renderDetails(el, p) {
     ? h("p", null, h("a", { href: `#/listing/${encodeURIComponent(p.listing_id)}`, testid: "photo-listing-link" }, `Listing ${p.listing_id} →`))
     : h("p", { class: "muted" }, "Not part of a listing.");
 
-  const sections = [title, model, listing];
+  const also = ok && p.also
+    ? h("p", { testid: "photo-also" }, "Open plan: also shows a ", h("strong", null, label(p.also)),
+      h("span", { class: "muted" }, ` (${pct(p.also_probability)})`))
+    : null;
+  const sections = [title, also, model, listing];
   if (!ok) sections.push(h("p", { class: "error box" }, `This photo could not be tagged: ${p.status}`));
   if (ok) {
     const rooms = Object.entries(p.room_scores || {});

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from conftest import SHARED_DATA, has_shared_data
+from conftest import has_shared_data
 from estatelens.also import pick_also, proposals
 from estatelens.attributes import AttributeHead
 from estatelens.index import connect, correct, db, search

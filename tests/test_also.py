@@ -78,4 +78,4 @@ def test_the_bundled_model_says_also_on_labelled_open_plan_photos():
     for t in tagged:
         if t["also"]:
             assert t["room_type"] in ("dining_room", "kitchen", "living_room") and t["also"] != t["room_type"]
-            assert t["also_probability"] >= threshold
+            assert t["also_probability"] >= round(threshold, 4)  # written to 4 decimals

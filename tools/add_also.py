@@ -88,6 +88,7 @@ def main() -> None:
                     help="precision `also` must reach on the labelled photos (default 0.8)")
     args = ap.parse_args()
     bundle = load_bundle(args.bundle)
+    eye = read_eye_labels(Path(args.labels))  # before the minutes of training: a bad file fails now
     heads = {}
     for room, cue in CUE_OF.items():
         if room not in bundle.classes:
@@ -101,7 +102,7 @@ def main() -> None:
         heads[room] = head
     if len(heads) < 2:
         raise SystemExit(f"{args.bundle}: needs at least two of {', '.join(CUE_OF)} among its room types")
-    report = calibrate(bundle, heads, read_eye_labels(Path(args.labels)), args.precision)
+    report = calibrate(bundle, heads, eye, args.precision)
     print(json.dumps(report, indent=1))
     shutil.rmtree(bundle.path / ALSO_DIR, ignore_errors=True)
     if report["threshold"] is None:

@@ -4,7 +4,8 @@
 # by house), exteriors-spb (seeded split; its test part held apart) and the rooms-places/extra
 # photos chosen in data/labels/places-extra.csv; quantise it to int8; score it on the held-apart
 # sets; add the fireplace heads (../shared/data/attributes.csv plus our labels in
-# data/labels/fireplace.csv) and balcony; add the rehearsal set `estatelens adapt` needs; install.
+# data/labels/fireplace.csv) and balcony; add the rehearsal set `estatelens adapt` needs and the
+# open-plan cue heads (`also`); install.
 # About 80 minutes on 2 cores. Usage: bash tools/build_default_model.sh [RUN_DIR]
 # INSTALL=0 builds and scores the model without replacing the bundled one. MULTITASK=1 also trains
 # fireplace and balcony with the network (train --attribute; the labels' test splits stay out): the
@@ -45,6 +46,9 @@ estatelens train-attribute fireplace "$DATA/attributes.csv" data/labels/fireplac
 estatelens train-attribute balcony "$DATA/attributes.csv" data/labels/balcony.csv --model "$RUN/rooms.estatelens" \
     --report "$RUN/attributes/balcony" --quiet
 python tools/add_rehearsal.py "$RUN/rooms.estatelens" "${SOURCES[@]}"
+# Open-plan cue heads (`also`): pseudo-labels from the COCO detector (data/labels/objects.csv, made
+# by tools/scene_labels.py), threshold set on the photos labelled by eye in data/labels/also.csv.
+python tools/add_also.py "$RUN/rooms.estatelens" --cues data/labels/objects.csv --labels data/labels/also.csv
 [ "${INSTALL:-1}" = 1 ] || { echo "built $RUN/rooms.estatelens (not installed: INSTALL=0)"; exit 0; }
 
 rm -rf src/estatelens/bundled/rooms.estatelens

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"estatelens {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
     # Each group of commands declares its parsers beside its handlers (commands/).
-    from .commands import adapt, crops, indexing, tagging, training, valuation
+    from .commands import adapt, checks, crops, indexing, tagging, training, valuation
 
     tagging.add_parsers(sub)
     training.add_parsers(sub)
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     indexing.add_parsers(sub)
     crops.add_parsers(sub)
     valuation.add_parsers(sub)
+    checks.add_parsers(sub)
     return p
 
 

@@ -155,7 +155,7 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
 
     inputs = list(inputs)
     found = []
-    for p, listing in _photos_with_listing(inputs, listings):
+    for p, listing in photos_with_listing(inputs, listings):
         if is_image_name(p) or not os.path.exists(p):  # a missing photo is a row that says so
             found.append((p, listing))
         else:
@@ -219,7 +219,7 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
     return summary
 
 
-def _photos_with_listing(inputs: list[str], listings: Listings) -> Iterator[tuple[str, str | None]]:
+def photos_with_listing(inputs: list[str], listings: Listings) -> Iterator[tuple[str, str | None]]:
     """(path, listing id or None) for the CSV's photos, then for every file under `inputs` (each once)."""
     seen: set[str] = set()
     for p in listings.paths:

@@ -1,0 +1,206 @@
+"""Near-duplicate photos within and across listings (issue 16, item 4).
+
+Two signals:
+- perceptual hashes (pHash, imagehash's DCT hash of a 32x32 grey thumbnail) of the photo and of its
+  central 90 %, each also mirrored. Two photos' distance is the fewest differing bits between the
+  one's whole-photo hash and the other's whole, mirrored, or central hash (or the mirror of that),
+  so that resized, recompressed, brightened, mirrored and re-cropped (up to about 10 %) copies land
+  within a few bits (a 10 % re-crop within 4), where distinct photos of the same room type
+  mostly lie 16 or more apart and distinct house fronts with the same sky-house-lawn layout can
+  come within 12;
+- the cosine of the tagger's embeddings (the bundled network's pooled features), which keeps a
+  slightly rotated copy near 1, but also puts distinct photos of one kind (two house fronts) near
+  0.9: it only ever confirms a pair whose hashes are already close.
+
+A pair is a duplicate when its distance is at most `hash_bits`, or at most `confirm_bits` with a
+cosine of at least `cosine`; the defaults were chosen on generated pairs against distinct photos
+of the same room type and scored on others (`benchmarks/duplicates.py`,
+benchmarks/results/duplicates.md). Duplicates are joined into groups (connected components), each
+photo's closest match named.
+
+Every pair is compared (NumPy, in blocks): fine for a folder or an index of tens of thousands of
+photos; beyond that, buckets by hash chunk and an approximate neighbour index would be next.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..data.images import PhotoError, read_photo
+
+HASH_SIDE = 64  # decode JPEGs at about this short side: pHash reads a 32x32 thumbnail
+# benchmarks/results/duplicates.md: chosen on half of the generated pairs, scored on the other half
+DEFAULT_HASH_BITS = 11
+DEFAULT_CONFIRM_BITS = 14
+DEFAULT_COSINE = 0.9
+CENTRE = 0.9  # the central part hashed besides the whole photo: re-crops of up to about 10 %
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _imagehash():
+    try:
+        import imagehash
+    except ImportError:
+        raise ImportError("finding duplicates needs imagehash: pip install 'estatelens[checks]'") from None
+    return imagehash
+
+
+def photo_hashes(path: str) -> tuple[int, int, int, int]:
+    """64-bit pHashes of the photo, its mirror image, its central 90 % and that part's mirror;
+    PhotoError for an unusable file."""
+    from PIL import ImageOps
+
+    imagehash = _imagehash()
+    im, _ = read_photo(path, HASH_SIDE)
+    w, h = im.size
+    dx, dy = int(w * (1 - CENTRE) / 2), int(h * (1 - CENTRE) / 2)
+    centre = im.crop((dx, dy, w - dx, h - dy))
+    return tuple(int(str(imagehash.phash(x)), 16)  # type: ignore[return-value]
+                 for x in (im, ImageOps.mirror(im), centre, ImageOps.mirror(centre)))
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bits that differ between uint64 arrays (broadcast)."""
+    x = np.bitwise_xor(a, b)
+    return _POPCOUNT[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.int64)
+
+
+def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The duplicate distance between photos' hash rows (..., 4) as `photo_hashes` gives them,
+    broadcast: the one's whole photo against the other's whole, mirrored, central or mirrored
+    central hash, and the other way round."""
+    pairs = [(0, 0), (0, 1), (0, 2), (0, 3), (2, 0), (3, 0)]
+    return np.minimum.reduce([hamming(a[..., i], b[..., j]) for i, j in pairs])
+
+
+@dataclass
+class Photo:
+    path: str
+    listing: str | None = None
+    hashes: tuple[int, int, int, int] | None = None  # photo_hashes
+    embedding: np.ndarray | None = None
+    status: str = "ok"
+
+
+@dataclass
+class Pair:
+    a: int
+    b: int
+    hash_bits: int
+    cosine: float | None
+
+
+@dataclass
+class Groups:
+    photos: list[Photo]
+    pairs: list[Pair]
+    group_of: dict[int, int] = field(default_factory=dict)  # photo index -> group number (1, 2, ...)
+
+    def rows(self) -> list[dict]:
+        """One row per photo in a group: group, path, listing, the group's listings, the closest
+        other photo and how close."""
+        best: dict[int, Pair] = {}
+        for p in self.pairs:
+            for i in (p.a, p.b):
+                q = best.get(i)
+                if q is None or (p.cosine or 0) - p.hash_bits / 64 > (q.cosine or 0) - q.hash_bits / 64:
+                    best[i] = p
+        listings: dict[int, set] = {}
+        for i, g in self.group_of.items():
+            if self.photos[i].listing is not None:
+                listings.setdefault(g, set()).add(self.photos[i].listing)
+        out = []
+        for i, g in sorted(self.group_of.items(), key=lambda kv: (kv[1], self.photos[kv[0]].path)):
+            p = best[i]
+            other = p.b if p.a == i else p.a
+            ls = sorted(listings.get(g, ()))
+            out.append({"group": g, "path": self.photos[i].path, "listing_id": self.photos[i].listing,
+                        "listings": ";".join(ls), "across_listings": len(ls) > 1,
+                        "closest": self.photos[other].path, "hash_bits": p.hash_bits,
+                        "cosine": None if p.cosine is None else round(p.cosine, 4)})
+        return out
+
+
+def is_duplicate(d: np.ndarray, c: np.ndarray | None, hash_bits: int = DEFAULT_HASH_BITS,
+                 confirm_bits: int = DEFAULT_CONFIRM_BITS, cosine: float | None = DEFAULT_COSINE) -> np.ndarray:
+    """The rule: hash distance at most `hash_bits`, or at most `confirm_bits` with the cosine."""
+    hit = d <= hash_bits
+    if c is not None and cosine is not None:
+        hit |= (d <= confirm_bits) & (c >= cosine)
+    return hit
+
+
+def find_pairs(photos: Sequence[Photo], hash_bits: int = DEFAULT_HASH_BITS, confirm_bits: int = DEFAULT_CONFIRM_BITS,
+               cosine: float | None = DEFAULT_COSINE, block: int = 2048) -> list[Pair]:
+    """Every pair of usable photos that `is_duplicate` says is one."""
+    ok = [i for i, p in enumerate(photos) if p.status == "ok" and p.hashes is not None]
+    if len(ok) < 2:
+        return []
+    h = np.array([photos[i].hashes for i in ok], dtype=np.uint64)
+    use_emb = cosine is not None and all(photos[i].embedding is not None for i in ok)
+    if use_emb:
+        e = np.stack([photos[i].embedding for i in ok]).astype(np.float32)
+        e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    pairs = []
+    for s in range(0, len(ok), block):
+        rows = slice(s, min(s + block, len(ok)))
+        d = hash_distance(h[rows, None, :], h[None, :, :])
+        c = e[rows] @ e.T if use_emb else None
+        hit = is_duplicate(d, c, hash_bits, confirm_bits, cosine if use_emb else None)
+        for r, j in zip(*np.nonzero(hit)):
+            i = s + r
+            if j > i:
+                pairs.append(Pair(ok[i], ok[j], int(d[r, j]), float(c[r, j]) if use_emb else None))
+    return pairs
+
+
+def group(photos: Sequence[Photo], pairs: Iterable[Pair]) -> Groups:
+    """Connected components of the duplicate pairs, numbered by their first photo's path."""
+    parent = list(range(len(photos)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    pairs = list(pairs)
+    for p in pairs:
+        parent[find(p.a)] = find(p.b)
+    members: dict[int, list[int]] = {}
+    for p in pairs:
+        for i in (p.a, p.b):
+            members.setdefault(find(i), [])
+    for i in range(len(photos)):
+        if find(i) in members:
+            members[find(i)].append(i)
+    ordered = sorted(members.values(), key=lambda ms: min(photos[i].path for i in ms))
+    return Groups(list(photos), pairs, {i: n for n, ms in enumerate(ordered, start=1) for i in ms})
+
+
+def hash_photos(photos: Sequence[Photo]) -> None:
+    """Fill each photo's hashes in place; an unusable file gets its reason as status."""
+    for p in photos:
+        try:
+            p.hashes = photo_hashes(p.path)
+        except PhotoError as e:
+            p.status = e.reason
+
+
+def embed(photos: Sequence[Photo], model: str = "rooms", batch_size: int = 16, progress: bool = False) -> None:
+    """Fill each usable photo's embedding from the tagger's network (one pass per photo)."""
+    from tqdm import tqdm
+
+    from ..bundle import load_bundle
+    from ..inference import predict_stream
+
+    bundle = load_bundle(model)
+    todo = [p for p in photos if p.status == "ok"]
+    stream = predict_stream(bundle, [p.path for p in todo], batch_size=batch_size, embeddings=True)
+    for p, pred in zip(todo, tqdm(stream, total=len(todo), desc="embedding", unit="photo", disable=not progress)):
+        if pred.embedding is None:
+            p.status = pred.status
+        else:
+            p.embedding = pred.embedding

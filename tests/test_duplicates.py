@@ -1,0 +1,76 @@
+"""estatelens duplicates: near-duplicate photos within and across listings (checks/duplicates.py)."""
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+from conftest import SHARED_DATA, has_shared_data
+from estatelens.checks.duplicates import Photo, find_pairs, group, hash_distance, hash_photos
+from estatelens.cli import main
+
+pytest.importorskip("imagehash")
+
+
+def _scene(seed: int, size=(320, 240)) -> Image.Image:
+    """A smooth random 'photo': a few blurred colour blobs (pHash reads low frequencies)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize(size, Image.BICUBIC)
+
+
+def test_edited_copies_are_near_and_distinct_photos_far(tmp_path):
+    base = _scene(1)
+    edits = {"resized": base.resize((160, 120)), "mirrored": ImageOps.mirror(base),
+             "cropped": base.crop((16, 12, 304, 228)), "brighter": ImageEnhance.Brightness(base).enhance(1.2)}
+    photos = [Photo(str(tmp_path / "base.jpg"))] + [Photo(str(tmp_path / f"{k}.jpg")) for k in edits]
+    base.save(photos[0].path, quality=90)
+    for (k, im), p in zip(edits.items(), photos[1:]):
+        im.save(p.path, quality=60)
+    others = [Photo(str(tmp_path / f"other{i}.jpg")) for i in range(6)]
+    for i, p in enumerate(others):
+        _scene(100 + i).save(p.path, quality=90)
+    hash_photos(photos + others)
+    h = np.array([p.hashes for p in photos + others], dtype=np.uint64)
+    d = hash_distance(h[0], h[1:])
+    assert all(d[:4] <= 6), d[:4]  # every edit of the photo, the mirror and the re-crop included
+    assert all(d[4:] > 11), d[4:]  # other scenes
+    pairs = find_pairs(photos + others, cosine=None)
+    assert {(p.a, p.b) for p in pairs if p.a == 0} == {(0, 1), (0, 2), (0, 3), (0, 4)}
+    g = group(photos + others, pairs)
+    assert set(g.group_of) == {0, 1, 2, 3, 4} and len(set(g.group_of.values())) == 1
+
+
+@pytest.mark.skipif(not has_shared_data(), reason="../shared/data is not here")
+def test_cli_groups_planted_copies_across_listings_and_skips_a_bad_file(tmp_path, capsys):
+    """Real room photos of one type (the hard negatives) in three listing folders, with edited
+    copies planted in the same and in other listings."""
+    originals = sorted((SHARED_DATA / "rooms-places" / "val" / "bathroom").glob("*.jpg"))[:9]
+    root = tmp_path / "photos"
+    for k, src in enumerate(originals):
+        (root / f"L{k % 3}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / f"L{k % 3}" / src.name)
+    a, b, c = (Image.open(originals[k]).convert("RGB") for k in range(3))
+    w, h = a.size
+    a.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(root / "L1" / "copy-of-a.jpg", quality=80)  # other listing
+    ImageOps.mirror(b).save(root / "L1" / "mirror-of-b.jpg", quality=50)  # b is in L1 too: same listing
+    c.resize((w // 2, h // 2)).rotate(2, resample=Image.BILINEAR).save(root / "L0" / "small-c.jpg", quality=85)
+    (root / "L2" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "groups.csv"
+    assert main(["duplicates", str(root), "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr()
+    assert "13 photos: 6 in 3 duplicate groups (2 across listings), 1 unusable" in said.out
+    assert "broken.jpg" in said.err
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    groups: dict[str, set] = {}
+    for r in rows:
+        groups.setdefault(r["group"], set()).add(r["path"].split("/photos/")[1])
+    want = [{f"L0/{originals[0].name}", "L1/copy-of-a.jpg"}, {f"L1/{originals[1].name}", "L1/mirror-of-b.jpg"},
+            {f"L2/{originals[2].name}", "L0/small-c.jpg"}]
+    assert sorted(groups.values(), key=sorted) == sorted(want, key=sorted)
+    across = {r["path"].split("/photos/")[1]: r["across_listings"] == "True" for r in rows}
+    assert across["L1/copy-of-a.jpg"] and not across["L1/mirror-of-b.jpg"] and across["L0/small-c.jpg"]

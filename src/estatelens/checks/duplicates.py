@@ -180,9 +180,11 @@ def group(photos: Sequence[Photo], pairs: Iterable[Pair]) -> Groups:
     return Groups(list(photos), pairs, {i: n for n, ms in enumerate(ordered, start=1) for i in ms})
 
 
-def hash_photos(photos: Sequence[Photo]) -> None:
+def hash_photos(photos: Sequence[Photo], progress: bool = False) -> None:
     """Fill each photo's hashes in place; an unusable file gets its reason as status."""
-    for p in photos:
+    from tqdm import tqdm
+
+    for p in tqdm(photos, desc="hashing", unit="photo", disable=not progress):
         try:
             p.hashes = photo_hashes(p.path)
         except PhotoError as e:

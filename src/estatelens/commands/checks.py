@@ -48,10 +48,8 @@ def add_parsers(sub) -> None:
 
 
 def cmd_duplicates(args) -> int:
-    from tqdm import tqdm
-
-    from ..checks.duplicates import Photo, embed, find_pairs, group, photo_hashes
-    from ..data.images import PhotoError, is_image_name
+    from ..checks.duplicates import Photo, embed, find_pairs, group, hash_photos
+    from ..data.images import is_image_name
     from ..index.build import photos_with_listing, read_listings
 
     for name in ("hash_bits", "confirm_bits"):
@@ -62,11 +60,7 @@ def cmd_duplicates(args) -> int:
     listings = read_listings(args.listings)
     photos = [Photo(p, listing) for p, listing in photos_with_listing(list(args.paths), listings)
               if is_image_name(p) or not Path(p).exists()]
-    for p in tqdm(photos, desc="hashing", unit="photo", disable=args.quiet):
-        try:
-            p.hashes = photo_hashes(p.path)
-        except PhotoError as e:
-            p.status = e.reason
+    hash_photos(photos, progress=not args.quiet)
     if not args.hashes_only:
         embed(photos, args.model, progress=not args.quiet)
     groups = group(photos, find_pairs(photos, args.hash_bits, args.confirm_bits,

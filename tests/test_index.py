@@ -398,9 +398,14 @@ def test_an_index_from_before_the_unusual_column_is_upgraded_when_opened(index_c
 
     with sqlite3.connect(index_copy) as conn:  # what schema 1 wrote: no photos.unusual
         assert conn.execute("SELECT count(*) FROM photos WHERE unusual IS NOT NULL").fetchone()[0] == 12
-        conn.execute("ALTER TABLE photos DROP COLUMN unusual")
+        conn.execute("DROP INDEX ix_photos_also")
+        for column in ("unusual", "also", "also_probability"):
+            conn.execute(f"ALTER TABLE photos DROP COLUMN {column}")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     engine = connect(index_copy, create=False)
+    from sqlalchemy import inspect
+
+    assert "ix_photos_also" in {i["name"] for i in inspect(engine).get_indexes("photos")}
     with engine.connect() as conn:
         assert conn.execute(select(db.meta.c.value).where(db.meta.c.key == "schema")).scalar() == str(db.SCHEMA_VERSION)
         assert conn.execute(select(db.photos.c.unusual)).scalars().all() == [None] * 12  # empty until re-indexed

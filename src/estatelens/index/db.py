@@ -177,6 +177,11 @@ def _upgrade(engine: Engine) -> None:
         except DatabaseError as e:
             if "duplicate" not in str(e.orig).lower() and "already exists" not in str(e.orig).lower():
                 raise
+    added = {(t, c) for t, c, _ in missing}
+    for table in {t for t, _ in added}:  # the indexes the new columns have in a new index
+        for idx in metadata.tables[table].indexes:
+            if any((table, col.name) in added for col in idx.columns):
+                idx.create(engine, checkfirst=True)
     if missing:
         with engine.begin() as conn:
             conn.execute(update(meta).where(meta.c.key == "schema").values(value=str(SCHEMA_VERSION)))

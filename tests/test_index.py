@@ -412,3 +412,26 @@ def test_an_index_from_before_the_unusual_column_is_upgraded_when_opened(index_c
     found = search(engine, "", per_page=50)
     assert found["total"] > 0 and all(r["unusual"] is None for r in found["results"])
     connect(index_copy, create=False)  # a second opening finds nothing to do
+
+
+def test_postgresql_index_from_before_the_new_columns_is_upgraded(postgres_db, listing_index, rooms_bundle):
+    engine = connect(postgres_db)
+    assert index_photos(rooms_bundle, [listing_index[1]], engine, progress=False).n_tagged == 12
+    with engine.begin() as conn:  # back to what schema 1 wrote
+        conn.exec_driver_sql("DROP INDEX ix_photos_also")
+        for column in ("unusual", "also", "also_probability"):
+            conn.exec_driver_sql(f"ALTER TABLE photos DROP COLUMN {column}")
+        conn.execute(update(db.meta).where(db.meta.c.key == "schema").values(value="1"))
+    engine.dispose()
+    engine = connect(postgres_db, create=False)
+    from sqlalchemy import inspect
+
+    assert {"unusual", "also", "also_probability"} <= {c["name"] for c in inspect(engine).get_columns("photos")}
+    assert "ix_photos_also" in {i["name"] for i in inspect(engine).get_indexes("photos")}
+    with engine.connect() as conn:
+        assert conn.execute(select(db.meta.c.value).where(db.meta.c.key == "schema")).scalar() == str(db.SCHEMA_VERSION)
+    assert search(engine, "", per_page=50)["total"] == 12
+    assert index_photos(rooms_bundle, [listing_index[1]], engine, progress=False, retag=True).n_tagged == 12
+    with engine.connect() as conn:  # re-indexing fills them
+        assert None not in conn.execute(select(db.photos.c.unusual)).scalars().all()
+    engine.dispose()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "duplicates.md"))
     args = ap.parse_args()
     originals = sorted((DATA / "rooms-places" / "val").glob("*/*.jpg"))
-    half = {p: (sorted(p.parent.glob("*.jpg")).index(p) < 50) for p in originals}
+    half = {p: k < 50 for _, members in itertools.groupby(originals, key=lambda p: p.parent)
+            for k, p in enumerate(members)}  # originals are sorted: each class's photos in order
     with tempfile.TemporaryDirectory() as tmp:
         photos = [Photo(str(p)) for p in originals]
         edited = []  # (original index, edit name, photo index)

@@ -41,7 +41,7 @@ CUES = {"dining_table": ["dining table"], "kitchen_appliance": ["oven", "refrige
         "couch": ["couch"]}
 YES_AT, NO_BELOW = 0.5, 0.15
 SIZE = 416
-HELD_APART = ("/rooms-web/test/", "/rooms-web/val/", "/rooms-places/val/", "/test/")
+HELD_APART = ("/test/", "/rooms-web/val/", "/rooms-places/val/")
 
 
 class YoloX:

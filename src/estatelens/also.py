@@ -26,20 +26,22 @@ from .attributes import AttributeHead
 ALSO_DIR = "also"
 
 
+def _most_probable_other(room: str, probs: dict[str, float]) -> tuple[str | None, float | None]:
+    """The room type other than `room` with the highest probability in `probs`, and it."""
+    others = [(r, p) for r, p in probs.items() if r != room]
+    return max(others, key=lambda t: t[1]) if others else (None, None)
+
+
 def pick_also(room: str, cues: dict[str, float] | None, heads: Sequence[AttributeHead]) -> tuple[str | None, float | None]:
     """(second room type, its cue probability) for a photo the model calls `room`, or (None, None).
 
     Only between open-plan rooms (those with a cue head): a bathroom with a sink is no kitchen."""
     if not cues or not heads or room not in cues:
         return None, None
-    best, best_p = None, None
-    for head in heads:
-        p = cues.get(head.name)
-        if head.name == room or p is None or head.threshold is None or p < head.threshold:
-            continue
-        if best_p is None or p > best_p:
-            best, best_p = head.name, p
-    return best, (None if best_p is None else round(float(best_p), 4))
+    said = {h.name: cues[h.name] for h in heads
+            if h.name in cues and h.threshold is not None and cues[h.name] >= h.threshold}
+    best, p = _most_probable_other(room, said)
+    return best, (None if p is None else round(float(p), 4))
 
 
 def proposals(rooms: Sequence[str], cue_probs: dict[str, np.ndarray], open_plan: Sequence[str]) -> list[tuple[str | None, float]]:
@@ -47,9 +49,7 @@ def proposals(rooms: Sequence[str], cue_probs: dict[str, np.ndarray], open_plan:
     probability, and that probability (None, 0.0 for a photo whose room is not open-plan)."""
     out = []
     for i, room in enumerate(rooms):
-        if room not in open_plan:
-            out.append((None, 0.0))
-            continue
-        others = [(r, float(cue_probs[r][i])) for r in open_plan if r != room]
-        out.append(max(others, key=lambda t: t[1]) if others else (None, 0.0))
+        best, p = (_most_probable_other(room, {r: float(cue_probs[r][i]) for r in open_plan})
+                   if room in open_plan else (None, None))
+        out.append((best, 0.0 if best is None else p))
     return out

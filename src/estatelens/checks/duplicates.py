@@ -101,11 +101,13 @@ class Groups:
     def rows(self) -> list[dict]:
         """One row per photo in a group: group, path, listing, the group's listings, the closest
         other photo and how close."""
+        def closeness(p: Pair) -> float:
+            return (p.cosine or 0) - p.hash_bits / 64
+
         best: dict[int, Pair] = {}
         for p in self.pairs:
             for i in (p.a, p.b):
-                q = best.get(i)
-                if q is None or (p.cosine or 0) - p.hash_bits / 64 > (q.cosine or 0) - q.hash_bits / 64:
+                if i not in best or closeness(p) > closeness(best[i]):
                     best[i] = p
         listings: dict[int, set] = {}
         for i, g in self.group_of.items():
@@ -169,13 +171,9 @@ def group(photos: Sequence[Photo], pairs: Iterable[Pair]) -> Groups:
     pairs = list(pairs)
     for p in pairs:
         parent[find(p.a)] = find(p.b)
-    members: dict[int, list[int]] = {}
-    for p in pairs:
-        for i in (p.a, p.b):
-            members.setdefault(find(i), [])
-    for i in range(len(photos)):
-        if find(i) in members:
-            members[find(i)].append(i)
+    members: dict[int, list[int]] = {}  # every photo of a component is in one of its pairs
+    for i in sorted({i for p in pairs for i in (p.a, p.b)}):
+        members.setdefault(find(i), []).append(i)
     ordered = sorted(members.values(), key=lambda ms: min(photos[i].path for i in ms))
     return Groups(list(photos), pairs, {i: n for n, ms in enumerate(ordered, start=1) for i in ms})
 

@@ -472,3 +472,50 @@ def test_open_plan_photos_show_their_second_room_type(server, page):
     finally:
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE photos SET also = NULL, also_probability = NULL WHERE id = ?", (first["id"],))
+
+
+def test_listing_checks_show_as_badges_a_filter_and_publishability(server, page):
+    """What `index --checks` stores (checks/, index/build.py) on cards, the photo page, the Checks
+    filter and a listing's publishability line. The checks are written into the index here: the
+    stripes photos have nothing for them to find but their size."""
+    base, db = server
+    l1 = api(base, "/api/listings/L1")["photos"]
+    l2 = api(base, "/api/listings/L2")["photos"]
+    blurred, face, copied, original = l1[0]["id"], l1[1]["id"], l1[2]["id"], l2[0]["id"]
+    columns = ("quality", "quality_reasons", "sharpness", "exposure", "tilt_degrees", "colour_cast", "faces",
+               "hashes", "duplicate_group")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE photos SET quality = 'pass', sharpness = 120, exposure = 0.2, tilt_degrees = 0.5, "
+                     "colour_cast = 4, faces = 0, hashes = '0;0;0;0'")
+        conn.execute("UPDATE photos SET quality = 'fail', quality_reasons = 'blurred (sharpness 12.0 < 40)', "
+                     "sharpness = 12 WHERE id = ?", (blurred,))
+        conn.execute("UPDATE photos SET faces = 1, face_boxes = '0.400 0.200 0.600 0.500' WHERE id = ?", (face,))
+        conn.execute(f"UPDATE photos SET duplicate_group = 1 WHERE id IN ({copied}, {original})")
+    try:
+        open_page(page, base + "/")
+        wait_results(page, api(base, "/api/search", q="")["total"], query="")
+        page.get_by_test_id("filter-check").select_option("quality=fail")
+        wait_results(page, 1, query="quality=fail")
+        expect(page.get_by_test_id("interpreted")).to_contain_text("quality: fail")
+        expect(page.get_by_test_id("check-quality")).to_have_text("blurred")
+
+        page.get_by_test_id("filter-check").select_option("duplicates=across")
+        wait_results(page, 2, query="duplicates=across")
+        card = page.locator(f"[data-testid=photo-card][data-id='{copied}']")
+        expect(card.get_by_test_id("check-duplicate")).to_have_text("also in listing L2")
+        card.click()
+        page.wait_for_url(f"**/#/photo/{copied}")
+        expect(page.get_by_test_id("photo-checks")).to_contain_text("passes")
+        page.get_by_test_id("photo-duplicates").get_by_role("link", name=f"#{original}").click()
+        page.wait_for_url(f"**/#/photo/{original}")
+        expect(page.get_by_test_id("photo-duplicates")).to_contain_text("also in listing L1")
+
+        open_page(page, base + "/#/listing/L1")
+        expect(page.get_by_test_id("publishability")).to_have_text(
+            "Not ready to publish: 1 photo fail quality, 1 show faces, 1 also in other listings.")
+        expect(page.get_by_test_id("listing-photos").get_by_test_id("check-faces")).to_have_text("1 face")
+        open_page(page, base + "/#/listing/L3")
+        expect(page.get_by_test_id("publishability")).to_have_text("Ready to publish: all 4 checked photos pass.")
+    finally:
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE photos SET " + ", ".join(f"{c} = NULL" for c in columns + ("face_boxes",)))

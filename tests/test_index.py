@@ -393,19 +393,27 @@ def test_postgresql_index_search_correct_and_reindex(postgres_db, listing_index,
     assert answers[0] == answers[1]
 
 
+# Added to photos since schema 1 (schema 2: the out-of-distribution score and open plan; 3: the listing checks).
+NEW_COLUMNS = ("unusual", "also", "also_probability", "quality", "quality_reasons", "sharpness", "exposure",
+               "tilt_degrees", "colour_cast", "faces", "face_boxes", "hashes", "duplicate_group")
+NEW_INDEXES = ("ix_photos_also", "ix_photos_quality", "ix_photos_duplicate_group")
+
+
 def test_an_index_from_before_the_unusual_column_is_upgraded_when_opened(index_copy):
     import sqlite3
 
-    with sqlite3.connect(index_copy) as conn:  # what schema 1 wrote: no photos.unusual
+    with sqlite3.connect(index_copy) as conn:  # what schema 1 wrote: none of the newer columns
         assert conn.execute("SELECT count(*) FROM photos WHERE unusual IS NOT NULL").fetchone()[0] == 12
-        conn.execute("DROP INDEX ix_photos_also")
-        for column in ("unusual", "also", "also_probability"):
+        for index in NEW_INDEXES:
+            conn.execute(f"DROP INDEX {index}")
+        for column in NEW_COLUMNS:
             conn.execute(f"ALTER TABLE photos DROP COLUMN {column}")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     engine = connect(index_copy, create=False)
     from sqlalchemy import inspect
 
-    assert "ix_photos_also" in {i["name"] for i in inspect(engine).get_indexes("photos")}
+    assert set(NEW_INDEXES) <= {i["name"] for i in inspect(engine).get_indexes("photos")}
+    assert set(NEW_COLUMNS) <= {c["name"] for c in inspect(engine).get_columns("photos")}
     with engine.connect() as conn:
         assert conn.execute(select(db.meta.c.value).where(db.meta.c.key == "schema")).scalar() == str(db.SCHEMA_VERSION)
         assert conn.execute(select(db.photos.c.unusual)).scalars().all() == [None] * 12  # empty until re-indexed
@@ -418,16 +426,17 @@ def test_postgresql_index_from_before_the_new_columns_is_upgraded(postgres_db, l
     engine = connect(postgres_db)
     assert index_photos(rooms_bundle, [listing_index[1]], engine, progress=False).n_tagged == 12
     with engine.begin() as conn:  # back to what schema 1 wrote
-        conn.exec_driver_sql("DROP INDEX ix_photos_also")
-        for column in ("unusual", "also", "also_probability"):
+        for index in NEW_INDEXES:
+            conn.exec_driver_sql(f"DROP INDEX {index}")
+        for column in NEW_COLUMNS:
             conn.exec_driver_sql(f"ALTER TABLE photos DROP COLUMN {column}")
         conn.execute(update(db.meta).where(db.meta.c.key == "schema").values(value="1"))
     engine.dispose()
     engine = connect(postgres_db, create=False)
     from sqlalchemy import inspect
 
-    assert {"unusual", "also", "also_probability"} <= {c["name"] for c in inspect(engine).get_columns("photos")}
-    assert "ix_photos_also" in {i["name"] for i in inspect(engine).get_indexes("photos")}
+    assert set(NEW_COLUMNS) <= {c["name"] for c in inspect(engine).get_columns("photos")}
+    assert set(NEW_INDEXES) <= {i["name"] for i in inspect(engine).get_indexes("photos")}
     with engine.connect() as conn:
         assert conn.execute(select(db.meta.c.value).where(db.meta.c.key == "schema")).scalar() == str(db.SCHEMA_VERSION)
     assert search(engine, "", per_page=50)["total"] == 12

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -34,38 +35,54 @@ class Prediction:
     unusual: float | None = None  # distance from what the bundle learned from (ood.py), where it can tell
     embedding: np.ndarray | None = None  # the network's penultimate features (D,), when asked for
     cues: dict[str, float] | None = None  # open-plan cue probabilities per room type (also.py)
+    checks: object = None  # what predict_stream's `inspect` found in the decoded photo (listing checks)
+
+
+Inspect = Callable[[Image.Image, tuple[int, int]], object]
 
 
 def load_photo(path: str, pre: Preprocessing, side: int, data: BinaryIO | None = None,
-               pixels: bool = False) -> tuple[np.ndarray | None, tuple[int, int] | None, str]:
+               pixels: bool = False, inspect: Inspect | None = None) -> tuple:
     """(network input or None, full size or None, "ok" or the reason the file cannot be used).
     `data`: the file's bytes already opened (a remote photo read through fsspec); `path` names it.
-    `pixels`: the input as uint8 pixels, still to `normalise` (a quarter of the bytes to send)."""
+    `pixels`: the input as uint8 pixels, still to `normalise` (a quarter of the bytes to send).
+    `inspect`: a function of the decoded photo and its full size (the listing checks); its result
+    is then a fourth element (None where the photo could not be used)."""
+    x, size, status, extra = None, None, "ok", None
     if not is_image_name(path):
-        if data is None and not os.path.exists(path):
-            return None, None, "file not found"
-        return None, None, f"not an image file (extension '{Path(path).suffix}')"
-    try:
-        im, size = read_photo(path if data is None else data, side)
-    except PhotoError as e:
-        return None, None, e.reason
-    if min(size) < MIN_SIDE:
-        return None, size, too_small(*size, MIN_SIDE)
-    return (eval_pixels(im, pre) if pixels else eval_array(im, pre)), size, "ok"
+        status = ("file not found" if data is None and not os.path.exists(path)
+                  else f"not an image file (extension '{Path(path).suffix}')")
+    else:
+        try:
+            im, size = read_photo(path if data is None else data, side)
+        except PhotoError as e:
+            status = e.reason
+        else:
+            if min(size) < MIN_SIDE:
+                status = too_small(*size, MIN_SIDE)
+            else:
+                x = eval_pixels(im, pre) if pixels else eval_array(im, pre)
+                extra = inspect(im, size) if inspect is not None else None
+    return (x, size, status) if inspect is None else (x, size, status, extra)
 
 
-def _load_batch(paths: list[str], pre: Preprocessing, side: int):
-    return paths, [load_photo(p, pre, side) for p in paths]
+def _load_batch(paths: list[str], pre: Preprocessing, side: int, inspect: Inspect | None = None):
+    return paths, [load_photo(p, pre, side, inspect=inspect) for p in paths]
 
 
 def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 16,
-                   workers: int = 2, attributes: bool = False, embeddings: bool = False) -> Iterator[Prediction]:
+                   workers: int = 2, attributes: bool = False, embeddings: bool = False,
+                   inspect: Inspect | None = None) -> Iterator[Prediction]:
     """A Prediction per path, in order, holding at most workers + 1 batches in memory; with
     `attributes`, each with the bundle's attribute probabilities and its "unusual" score (where the
     bundle has an out-of-distribution check) from the same network pass; with `embeddings`, each
-    with the network's embedding too (valuation pools them per listing).
+    with the network's embedding too (valuation pools them per listing); with `inspect` (a function
+    of the decoded photo and its full size, run in the decoding threads), each with its result as
+    `checks` (decoded at a short side of at least `inspect.min_side`, where it has one).
     Batches of 16 ran faster than 32 or 64 on 2 cores (activations stay in cache)."""
     pre, side = bundle.preprocessing, decode_side(bundle.preprocessing)
+    # The checks read the photo at their own working size: a small-input model's decode is not enough.
+    side = max(side, getattr(inspect, "min_side", 0))
     heads = bundle.attributes if attributes else []
     scorer = bundle.unusual if attributes else None
     cues = bundle.also_heads if attributes else []
@@ -80,7 +97,7 @@ def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int
         def submit() -> bool:
             chunk = list(islice(it, batch_size))
             if chunk:
-                pending.append(pool.submit(_load_batch, chunk, pre, side))
+                pending.append(pool.submit(_load_batch, chunk, pre, side, inspect))
             return bool(chunk)
 
         more = True
@@ -96,10 +113,10 @@ def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int
 def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[tuple], heads=(), scorer=None,
                    embeddings: bool = False, cues=()) -> list[Prediction]:
     """Predictions for a decoded batch: `loaded` holds `load_photo`'s (input or None, size,
-    status) per path; `heads` are attribute heads and `cues` open-plan cue heads on the embedding.
+    status[, checks]) per path; `heads` are attribute heads and `cues` open-plan cue heads on the embedding.
     The one network pass of every front end (the streaming tagger here, the Ray engine's actors in
     distributed/)."""
-    good = [i for i, (x, _, _) in enumerate(loaded) if x is not None]
+    good = [i for i, got in enumerate(loaded) if got[0] is not None]
     p_of: dict = {}
     a_of: dict = {}
     u_of: dict = {}
@@ -119,8 +136,9 @@ def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[t
             u_of[i] = float(far[j]) if far is not None else None
             e_of[i] = emb[j] if embeddings else None
             c_of[i] = {name: float(p[j]) for name, p in cue_p.items()} if cues else None
-    return [Prediction(path, status, p_of.get(i), size, a_of.get(i), u_of.get(i), e_of.get(i), c_of.get(i))
-            for i, (path, (_, size, status)) in enumerate(zip(paths, loaded))]
+    return [Prediction(path, got[2], p_of.get(i), got[1], a_of.get(i), u_of.get(i), e_of.get(i), c_of.get(i),
+                       got[3] if len(got) > 3 else None)
+            for i, (path, got) in enumerate(zip(paths, loaded))]
 
 
 def predict_samples(bundle: ModelBundle, samples: Sequence[Sample], batch_size: int = 16,

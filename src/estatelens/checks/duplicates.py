@@ -48,12 +48,16 @@ def _imagehash():
 
 
 def photo_hashes(path: str) -> tuple[int, int, int, int]:
-    """64-bit pHashes of the photo, its mirror image, its central 90 % and that part's mirror;
-    PhotoError for an unusable file."""
+    """`image_hashes` of the photo at `path`; PhotoError for an unusable file."""
+    return image_hashes(read_photo(path, HASH_SIDE)[0])
+
+
+def image_hashes(im) -> tuple[int, int, int, int]:
+    """64-bit pHashes of a decoded photo, its mirror image, its central 90 % and that part's mirror."""
     from PIL import ImageOps
 
     imagehash = _imagehash()
-    im, _ = read_photo(path, HASH_SIDE)
+    im = im.convert("L")  # what phash reads; once here, not once per hash
     w, h = im.size
     dx, dy = int(w * (1 - CENTRE) / 2), int(h * (1 - CENTRE) / 2)
     centre = im.crop((dx, dy, w - dx, h - dy))

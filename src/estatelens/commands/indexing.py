@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from . import DEFAULT_MODEL
-from .tagging import _add_tagger_options
+from .tagging import _add_tagger_options, add_check_options, min_size_of
 
 
 def add_parsers(sub) -> None:
@@ -36,6 +36,7 @@ def add_parsers(sub) -> None:
         "a price model (`estatelens value fit`): store each listing's estimate, its 80 %% interval, "
         "what moved it and price_to_value as listing columns (search: value<500000, price/value<0.9); "
         "its photo features take one more pass over the photos, cached for later runs"))
+    add_check_options(ix, "stored; search quality=fail, faces>0, duplicates, duplicates=across")
     _add_tagger_options(ix)
     ix.set_defaults(func=cmd_index)
 
@@ -112,7 +113,10 @@ def cmd_index(args) -> int:
 
     if not args.paths and not args.listings:
         raise ValueError("give photos or folders to index, or --listings CSV")
+    from ..checks.photo import make_checker
+
     listings = read_listings(args.listings, args.facts)
+    checks = make_checker(args.checks, args.faces, min_size_of(args))
     bundle = load_bundle(args.model)
     bundle.session(args.threads)
     engine = connect(args.db)
@@ -120,12 +124,14 @@ def cmd_index(args) -> int:
         print(f"warning: {w}", file=sys.stderr)
     try:
         s = index_photos(bundle, args.paths, engine, listings=listings, retag=args.retag,
-                         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+                         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet, checks=checks)
     finally:
         engine.dispose()  # SQLite folds its write-ahead log into the file: one file to copy
     print(f"{s.n_found} photos: {s.n_tagged} tagged, {s.n_unchanged} already indexed, {s.n_unusable} unusable; "
           f"{s.n_listings} listings in the index ({s.seconds:.0f} s)"
           + (f"; {s.n_not_images} files that are not photos left out" if s.n_not_images else ""))
+    if s.n_duplicate_groups is not None:
+        print(f"checks stored; {s.n_duplicate_groups} groups of near-duplicate photos in the index")
     for path, reason in s.unusable_examples:
         print(f"  unusable {path}: {reason}")
     if args.value_model:
@@ -164,15 +170,32 @@ def cmd_search(args) -> int:
             attrs = " ".join(f"{k}={v['value']}{'*' if v['corrected'] else ''}({v['probability']:.2f})"
                              for k, v in r["attributes"].items())
             print(f"{r['score']:.3f}  {r['room_type']}{'*' if r['room_corrected'] else ''}  {attrs}  "
-                  f"listing={r['listing_id'] or '-'}  {r['path']}")
+                  f"listing={r['listing_id'] or '-'}  {r['path']}{_checks_text(r['checks'])}")
         else:
             facts = " ".join(f"{k}={v}" for k, v in r["facts"].items())
             hits = sum(1 for p in r["photos"] if p.get("matched"))
-            print(f"{r['score']:.3f}  listing {r['id']}  {r['n_photos']} photos ({hits} matching)  {facts}")
+            c = r.get("checks")
+            verdict = "" if not c else ("  publishable" if c["publishable"] else
+                                        f"  not publishable: {c['quality_fail']} fail quality, {c['with_faces']} with faces, "
+                                        f"{c['copied_from_other_listings']} copied from other listings")
+            print(f"{r['score']:.3f}  listing {r['id']}  {r['n_photos']} photos ({hits} matching)  {facts}{verdict}")
     if any(r.get("room_corrected") for r in result["results"]):
         print("(* corrected by a person)")
     return 0
 
+
+def _checks_text(c: dict | None) -> str:
+    """A photo's failed checks, for the search listing ('' where it passed or was not checked)."""
+    if not c:
+        return ""
+    parts = list(c["quality_reasons"])
+    if c["faces"]:
+        parts.append(f"{c['faces']} face{'s' if c['faces'] > 1 else ''}")
+    if c["duplicate_listings"]:
+        parts.append(f"also in listing {', '.join(c['duplicate_listings'])}")
+    elif c["duplicates"]:
+        parts.append("a near copy of another photo of this listing")
+    return f"  [{'; '.join(parts)}]" if parts else ""
 
 
 def cmd_serve(args) -> int:

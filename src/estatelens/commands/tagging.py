@@ -47,6 +47,10 @@ def add_parsers(sub) -> None:
         "every attribute that fires (Grad-CAM; slower: a PyTorch pass per photo, about 12 photos/s on 2 cores); "
         "files are named <photo>-<8 hex of its path>.<room type or attribute>.jpg and listed in the "
         "heatmaps column"))
+    chk = add_check_options(g, "columns")
+    chk.add_argument("--blur-faces", metavar="DIR", help=(
+        "write a copy of every photo with faces into DIR, the faces blurred (column blurred_to); "
+        "implies --faces"))
     _add_tagger_options(g)
     g.add_argument("--restart", action="store_true", help="ignore what an interrupted run left and start over")
     ray = g.add_argument_group("on a Ray cluster (--engine ray; the [ray] extra)", (
@@ -94,6 +98,31 @@ def add_parsers(sub) -> None:
 
 
 
+def add_check_options(p: argparse.ArgumentParser, where: str):
+    """--checks, --faces and --min-size (tag, index); returns their argument group."""
+    chk = p.add_argument_group("listing checks (the [checks] extra)", (
+        "What a portal checks before it publishes a photo, measured on the photo the tagger decodes\n"
+        "anyway (the thresholds and how they were chosen: docs/checks.md)."))
+    chk.add_argument("--checks", action="store_true", help=(
+        f"photo quality and duplicates ({where}): sharpness, exposure (stops from middle grey), "
+        "clipped_shadows, clipped_highlights, tilt_degrees, colour_cast, quality (pass/fail), "
+        "quality_reasons, and duplicate_group (photos that are near copies of each other); "
+        "about a quarter slower (docs/checks.md)"))
+    chk.add_argument("--min-size", metavar="WxH", help=(
+        "with --checks: the portal's minimum photo size, long side x short side (default 640x480)"))
+    chk.add_argument("--faces", action="store_true", help=(
+        "also count faces (faces, face_boxes: x0 y0 x1 y1 as fractions of the photo; OpenCV's Haar "
+        "cascades, frontal faces whose head is a fifth of the photo's short side or more); implies --checks; "
+        "about three times slower than plain tagging"))
+    return chk
+
+
+def min_size_of(args) -> tuple[int, int] | None:
+    from ..checks.quality import parse_size
+
+    return parse_size(args.min_size) if args.min_size else None
+
+
 def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     """The options of every command that runs the tagger over photos (tag, index)."""
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
@@ -114,18 +143,26 @@ def cmd_tag(args) -> int:
         return _tag_on_ray(args)
     if args.link and not args.sort_into:
         raise ValueError("--link and --symlink only make sense with --sort-into DIR")
+    min_size = min_size_of(args)
     bundle = load_bundle(args.model)
     bundle.session(args.threads)
     job = TagJob(inputs=args.paths, out=args.out, sort_into=args.sort_into, link=args.link,
                  min_confidence=args.min_confidence, batch_size=args.batch_size, workers=args.workers,
                  restart=args.restart, progress=not args.quiet, explain=args.explain,
-                 crops=args.crop_model if args.crops else None, threads=args.threads)
+                 crops=args.crop_model if args.crops else None, threads=args.threads,
+                 checks=args.checks, faces=args.faces, blur_faces=args.blur_faces, min_size=min_size)
     s = run_tagging(bundle, job)
     print(f"{s.n_rows} files: {s.n_ok} tagged, {s.n_skipped} skipped"
           + (f" ({s.n_resumed} from the interrupted run)" if s.n_resumed else "")
           + f"; {s.photos_per_second:.0f} photos/s this run")
     if s.per_class:
         print("  " + ", ".join(f"{k} {v}" for k, v in s.per_class.items()))
+    if job.checks:
+        print("checks: " + (", ".join(f"{k.strip()} {v}" for k, v in s.checks.items() if not k.startswith("  "))
+                            or "every photo passed, no faces, no duplicates"))
+        reasons = [f"{k.strip()} {v}" for k, v in s.checks.most_common() if k.startswith("  ")]
+        if reasons:
+            print("  quality fails: " + ", ".join(reasons))
     for path, reason in s.skipped_examples:
         print(f"  skipped {path}: {reason}")
     print(f"output: {s.out}")
@@ -137,7 +174,8 @@ def _tag_on_ray(args) -> int:
     from ..distributed import tag_dataset
 
     refused = [o for o, v in (("--sort-into", args.sort_into), ("--explain", args.explain), ("--crops", args.crops),
-                              ("--restart", args.restart)) if v]
+                              ("--restart", args.restart), ("--checks", args.checks), ("--faces", args.faces),
+                              ("--blur-faces", args.blur_faces)) if v]
     if refused:
         raise ValueError(f"{', '.join(refused)}: not with --engine ray (tagging only; delete the output folder to start over)")
     if args.out == "tags.xlsx" or Path(args.out).suffix.lower() in (".xlsx", ".csv", ".json", ".jsonl"):

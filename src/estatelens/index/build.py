@@ -116,6 +116,7 @@ class IndexSummary:
     n_unusable: int = 0
     n_not_images: int = 0
     n_listings: int = 0
+    n_duplicate_groups: int | None = None  # with checks: near-duplicate groups in the whole index
     seconds: float = 0.0
     unusable_examples: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
@@ -136,8 +137,10 @@ def model_identity(bundle: ModelBundle) -> tuple[str, str]:
 
 def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings: Listings | None = None,
                  retag: bool = False, batch_size: int = 16, workers: int = 2, progress: bool = True,
-                 origin: str = "index", log=print) -> IndexSummary:
-    """Tag every photo under `inputs` (and every photo of the listings CSV) into the index."""
+                 origin: str = "index", checks=None, log=print) -> IndexSummary:
+    """Tag every photo under `inputs` (and every photo of the listings CSV) into the index.
+    `checks` (a checks.photo.PhotoChecker): run the listing checks too, store their columns and
+    regroup the index's near duplicates; photos already indexed without them are checked now."""
     listings = listings or Listings()
     summary = IndexSummary(warnings=list(listings.warnings))
     t0 = time.time()
@@ -163,16 +166,21 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
     summary.n_found = len(found)
     if not found:
         raise FileNotFoundError(f"no photos found in {', '.join(map(str, inputs)) or 'the listings CSV'}")
+    # A photo checked as asked (quality, and faces where asked for) need not be checked again.
+    checked = db.photos.c.quality.is_not(None)
+    if checks is not None and checks.faces:
+        checked = checked & db.photos.c.faces.is_not(None)
     with engine.connect() as conn:
-        known = {k: (pid, size, mtime, ver, lst) for pid, k, size, mtime, ver, lst in conn.execute(
+        known = {k: (pid, size, mtime, ver, lst, done) for pid, k, size, mtime, ver, lst, done in conn.execute(
             select(db.photos.c.id, db.photos.c.path_key, db.photos.c.file_size, db.photos.c.file_mtime,
-                   db.photos.c.model_version, db.photos.c.listing_id))}
+                   db.photos.c.model_version, db.photos.c.listing_id, checked))}
     todo, relink = [], []
     for path, listing in found:
         key = path_key(path)
         stat = _stat(path)
         k = known.get(key)
-        if not retag and k is not None and k[3] == version and stat is not None and (k[1], k[2]) == stat:
+        fresh = k is not None and k[3] == version and stat is not None and (k[1], k[2]) == stat
+        if not retag and fresh and (checks is None or k[5]):
             summary.n_unchanged += 1
             if listing is not None and listing != k[4]:
                 relink.append((k[0], listing))
@@ -192,7 +200,7 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
 
     info = {path_key(p): (lst, st) for p, lst, st in todo}
     thresholds = {h.name: h.threshold for h in bundle.attributes}
-    rows = tag_photos(bundle, (p for p, _, _ in todo), batch_size=batch_size, workers=workers)
+    rows = tag_photos(bundle, (p for p, _, _ in todo), batch_size=batch_size, workers=workers, checks=checks)
     pending: list[TagRow] = []
     with tqdm(total=len(todo), desc="indexing", unit="photo", disable=not progress, smoothing=0.1) as bar:
         for row in rows:
@@ -207,6 +215,8 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
                 pending = []
         write_rows(engine, pending, info, model, version, thresholds, origin)
     summary.n_tagged = len(todo) - summary.n_unusable
+    if checks is not None:
+        summary.n_duplicate_groups = group_duplicates(engine)
     if todo and engine.dialect.name == "postgresql":
         # Fresh statistics (PostgreSQL's keep the most common values, so a rare attribute is seen as
         # rare). Not on SQLite: its statistics average over values, and made it scan every photo
@@ -217,6 +227,34 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
         summary.n_listings = conn.execute(select(func.count()).select_from(db.listings)).scalar()
     summary.seconds = time.time() - t0
     return summary
+
+
+def group_duplicates(engine) -> int:
+    """Number the index's near-duplicate photos into groups (photos.duplicate_group; NULL for a
+    photo without a near copy), from the pHashes the checks stored: every photo against every
+    other, so a photo indexed today is found again in a listing indexed last month. Returns the
+    number of groups."""
+    from ..checks.duplicates import Photo, find_pairs, group
+
+    P = db.photos
+    with engine.connect() as conn:
+        rows = conn.execute(select(P.c.id, P.c.path_key, P.c.hashes).where(P.c.status == "ok", P.c.hashes.is_not(None))
+                            .order_by(P.c.id)).all()
+    photos = [Photo(r.path_key, hashes=tuple(int(h, 16) for h in r.hashes.split(";"))) for r in rows]
+    groups = group(photos, find_pairs(photos, cosine=None))
+    by_group: dict[int, list[int]] = {}
+    for i, g in groups.group_of.items():
+        by_group.setdefault(g, []).append(rows[i].id)
+
+    def write() -> None:
+        with engine.begin() as conn:
+            conn.execute(update(P).where(P.c.duplicate_group.is_not(None)).values(duplicate_group=None))
+            for g, ids in by_group.items():
+                for chunk in db.in_lists(ids):
+                    conn.execute(update(P).where(P.c.id.in_(chunk)).values(duplicate_group=g))
+
+    db.retrying(write)
+    return len(by_group)
 
 
 def photos_with_listing(inputs: list[str], listings: Listings) -> Iterator[tuple[str, str | None]]:
@@ -291,6 +329,21 @@ def write_rows(engine, rows: list[TagRow], info: dict, model: str, version: str,
     return db.retrying(lambda: _write_rows_once(engine, rows, info, model, version, thresholds, origin))
 
 
+def _check_values(row: TagRow) -> dict:
+    """The listing checks' columns of a row, for the photos table (none without checks: a re-index
+    without --checks keeps what an earlier run with them found)."""
+    from ..checks.photo import HASHES
+
+    c = row.checks
+    if not c:
+        return {}
+    keep = ("quality", "quality_reasons", "sharpness", "exposure", "tilt_degrees", "colour_cast", "faces", "face_boxes")
+    out = {k: c[k] for k in keep if k in c}
+    if c.get(HASHES):
+        out["hashes"] = ";".join(c[HASHES])
+    return out
+
+
 def _write_rows_once(engine, rows: list[TagRow], info: dict, model: str, version: str,
                      thresholds: dict[str, float | None], origin: str) -> list[int]:
     stamp = db.now()
@@ -307,7 +360,7 @@ def _write_rows_once(engine, rows: list[TagRow], info: dict, model: str, version
             values = {"listing_id": listing, "status": row.status,
                       "room_type_predicted": best, "room_probability": row.probability, "room_type": best,
                       "room_corrected": False, "unusual": None if row.unusual is None else float(row.unusual),
-                      "also": row.also, "also_probability": row.also_probability,
+                      "also": row.also, "also_probability": row.also_probability, **_check_values(row),
                       "width": row.width, "height": row.height,
                       "file_size": stat[0] if stat else None, "file_mtime": stat[1] if stat else None,
                       "model": model, "model_version": version, "tagged_at": stamp, "origin": origin}

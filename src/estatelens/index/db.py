@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2 (2026-12-01): photos.unusual, photos.also, photos.also_probability
+SCHEMA_VERSION = 3  # 2 (2026-12-01): photos.unusual, photos.also, photos.also_probability; 3: the listing checks
 ROOM_TYPE = "room_type"  # the correction target for the room type; any other target is an attribute
 DEFAULT_THRESHOLD = 0.5  # "yes" for an attribute head that ships no operating threshold
 
@@ -61,6 +61,17 @@ photos = Table("photos", metadata,
                Column("unusual", Float),  # how unlike the model's training photos (ood.py); None: cannot tell
                Column("also", Text, index=True),  # a second room type the photo shows (open plan, also.py)
                Column("also_probability", Float),
+               # The listing checks (index --checks; checks/): NULL where they were not run.
+               Column("quality", String(8), index=True),  # "pass" or "fail"
+               Column("quality_reasons", Text),
+               Column("sharpness", Float),
+               Column("exposure", Float),
+               Column("tilt_degrees", Float),
+               Column("colour_cast", Float),
+               Column("faces", Integer),  # NULL: not looked for (index --faces)
+               Column("face_boxes", Text),
+               Column("hashes", Text),  # the photo's four pHashes, hex, ";"-joined (checks/duplicates.py)
+               Column("duplicate_group", Integer, index=True),  # near copies in the index share a number
                Column("width", Integer),
                Column("height", Integer),
                Column("file_size", Integer),
@@ -161,7 +172,11 @@ def _create_tables(engine: Engine, attempts: int = 6) -> None:
 
 # Columns added since schema 1, each (table, column, SQL type): an index built by an older version
 # gains them, empty, when it is next opened; re-indexing fills them.
-_ADDED_COLUMNS = [("photos", "unusual", "FLOAT"), ("photos", "also", "TEXT"), ("photos", "also_probability", "FLOAT")]
+_ADDED_COLUMNS = [("photos", "unusual", "FLOAT"), ("photos", "also", "TEXT"), ("photos", "also_probability", "FLOAT"),
+                  ("photos", "quality", "VARCHAR(8)"), ("photos", "quality_reasons", "TEXT"),
+                  ("photos", "sharpness", "FLOAT"), ("photos", "exposure", "FLOAT"), ("photos", "tilt_degrees", "FLOAT"),
+                  ("photos", "colour_cast", "FLOAT"), ("photos", "faces", "INTEGER"), ("photos", "face_boxes", "TEXT"),
+                  ("photos", "hashes", "TEXT"), ("photos", "duplicate_group", "INTEGER")]
 
 
 def _upgrade(engine: Engine) -> None:

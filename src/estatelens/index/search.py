@@ -10,6 +10,9 @@ A query is words and filters, in any order:
   `listing`, `corrected`, or a listing column (`pris` and `boarea` are read as price and area, and a
   column named `price_usd` answers to `price` where no column is called `price`; with a value
   model, `value<500000` and `price/value<0.9` filter on the estimate);
+- the listing checks, where the index was built with `--checks`: `quality=fail` (or `=pass`),
+  `faces>0`, and `duplicates` (a photo with a near copy anywhere in the index; `duplicates=across`:
+  one whose copy is in another listing, a sign of a copied listing);
 - "without", "no", "utan" before a word negate it (`kitchen without fireplace`);
 - a word such as "listings", "houses", "homes" or "bostäder" (or level="listing") asks for
   listings instead of photos: each word and photo filter must be met by some photo of the listing
@@ -67,6 +70,7 @@ COLUMN_ALIASES = {"pris": "price", "utgångspris": "price", "boarea": "area", "y
                   "postnummer": "zipcode", "zip": "zipcode", "price/value": "price_to_value",
                   "pris/värde": "price_to_value", "värde": "value", "estimate": "value"}
 ROOM_FIELDS = {"room", "room_type", "rumstyp"}
+DUPLICATE_WORDS = {"duplicate", "duplicates", "duplicated", "reused", "copies", "dubbletter", "dubblett"}
 LISTING_FIELDS = {"listing", "listing_id", "house_id", "annons"}
 OPS = ("!=", ">=", "<=", "=", "<", ">", ":")
 MAX_PER_PAGE = 200
@@ -76,9 +80,10 @@ _FILTER = re.compile(r"^([^\s=!<>:]+)(!=|>=|<=|=|<|>|:)(.+)$")
 
 @dataclass
 class Term:
-    """One condition on a photo: a room type, an attribute, or a comparison on an attribute."""
+    """One condition on a photo: a room type, an attribute, a comparison on an attribute, or a
+    listing check (quality, faces, duplicates)."""
 
-    kind: str  # "room" or "attribute"
+    kind: str  # "room", "attribute" or "check"
     name: str  # the room type(s) joined by "|", or the attribute
     op: str = "yes"  # for attributes: "yes", "no", or a comparison with `value`
     value: float | None = None
@@ -125,12 +130,15 @@ class Vocabulary:
     rooms: list[str]
     attributes: list[str]
     columns: list[str]
+    checks: bool = False  # some photo carries the listing checks (index --checks)
 
     @classmethod
     def of(cls, conn) -> "Vocabulary":
-        """Read from the index's meta table, kept up to date by indexing (no table scan per query)."""
+        """Read from the index's meta table, kept up to date by indexing (no table scan per query;
+        whether any photo was checked is one look-up in the quality column's index)."""
+        checked = conn.execute(select(P.c.id).where(P.c.quality.is_not(None)).limit(1)).first() is not None
         return cls(db.meta_list(conn, "classes"), db.meta_list(conn, "attributes"),
-                   db.meta_list(conn, "listing_columns"))
+                   db.meta_list(conn, "listing_columns"), checked)
 
     def phrases(self) -> dict[str, tuple[str, str]]:
         """Normalised word or phrase -> ("room" | "attribute", name), for what this index holds."""
@@ -151,7 +159,7 @@ class Vocabulary:
         return prefixed[0] if len(prefixed) == 1 else None
 
     def to_dict(self) -> dict:
-        return {"rooms": self.rooms, "attributes": self.attributes, "listing_columns": self.columns,
+        return {"rooms": self.rooms, "attributes": self.attributes, "listing_columns": self.columns, "checks": self.checks,
                 "synonyms": {**{r: ROOM_WORDS.get(r, []) for r in self.rooms},
                              **{a: ATTRIBUTE_WORDS.get(a, []) for a in self.attributes}}}
 
@@ -194,7 +202,10 @@ def parse_query(text: str, vocab: Vocabulary, level: str | None = None) -> Query
                 i += n
                 break
         else:
-            if tok in NEGATIONS:
+            if tok in DUPLICATE_WORDS:
+                q.terms.append(Term("check", "duplicate", "no" if negate else "yes", said=f"{negate} {tok}".strip()))
+                negate = ""
+            elif tok in NEGATIONS:
                 negate = tok
             elif tok in LISTING_WORDS:
                 q.level = level or "listing"
@@ -236,6 +247,26 @@ def _add_filter(q: Query, vocab: Vocabulary, phrases: dict, name: str, op: str, 
     if name in LISTING_FIELDS:
         q.listing_filters.append(ListingFilter("", op, value, said))
         return
+    if name in ("quality", "kvalitet"):
+        if value not in ("pass", "fail", "ok", "bad") or op not in ("=", "!="):
+            raise QueryError(f"{said}: use quality=fail or quality=pass")
+        fail = (value in ("fail", "bad")) == (op == "=")
+        q.terms.append(Term("check", "quality", "fail" if fail else "pass", said=said))
+        return
+    if name in ("faces", "face", "ansikten"):
+        v = as_number(value)
+        if v is None or v < 0:
+            raise QueryError(f"{said}: faces is a count: compare it with a number (faces>0, faces=0)")
+        q.terms.append(Term("check", "faces", op, v, said=said))
+        return
+    if name in DUPLICATE_WORDS:
+        if value not in ("yes", "no", "across") or op not in ("=", "!="):
+            raise QueryError(f"{said}: use duplicates=yes, duplicates=no or duplicates=across (a copy in another listing)")
+        if value == "across":
+            q.terms.append(Term("check", "duplicate", "across" if op == "=" else "not across", said=said))
+        else:
+            q.terms.append(Term("check", "duplicate", "yes" if (value == "yes") == (op == "=") else "no", said=said))
+        return
     if name in ("corrected", "reviewed", "rättad"):
         if value not in ("yes", "no", "true", "false", "1", "0") or op not in ("=", "!="):
             raise QueryError(f"{said}: use corrected=yes or corrected=no")
@@ -257,7 +288,8 @@ def _add_filter(q: Query, vocab: Vocabulary, phrases: dict, name: str, op: str, 
         return
     column = vocab.column(name)
     if column is None:
-        known = ", ".join(["room", "listing", "corrected", *vocab.attributes, *vocab.columns])
+        known = ", ".join(["room", "listing", "corrected", "quality", "faces", "duplicates", *vocab.attributes,
+                           *vocab.columns])
         raise QueryError(f"{said}: no field {name!r} in this index (fields: {known})")
     q.listing_filters.append(ListingFilter(column, op, value, said))
 
@@ -287,6 +319,8 @@ def _term_sql(term: Term, n: int, from_):
         first = P.c.room_type.in_(names)
         return (from_, or_(first, P.c.also.in_(names)),
                 case((first, _room_confidence()), else_=P.c.also_probability * 0.5))
+    if term.kind == "check":
+        return from_, _check_condition(term, n), literal(1.0)
     a = db.attributes.alias(f"a{n}")
     from_ = from_.join(a, and_(a.c.photo_id == P.c.id, a.c.name == term.name))
     if term.op == "yes":
@@ -294,6 +328,21 @@ def _term_sql(term: Term, n: int, from_):
     if term.op == "no":
         return from_, a.c.present == false(), 1.0 - a.c.value
     return from_, _compare(a.c.value, term.op, term.value), a.c.value if term.op in (">", ">=", "=") else 1.0 - a.c.value
+
+
+def _check_condition(term: Term, n: int):
+    """A listing check as a condition on the photo (photos never checked meet none of them)."""
+    if term.name == "quality":
+        return P.c.quality == term.op
+    if term.name == "faces":
+        return _compare(P.c.faces, term.op, term.value)
+    if term.op in ("yes", "no"):
+        return P.c.duplicate_group.is_not(None) if term.op == "yes" else (P.c.hashes.is_not(None) & P.c.duplicate_group.is_(None))
+    other = P.alias(f"d{n}")  # the same group, another listing
+    across = exists().where(other.c.duplicate_group == P.c.duplicate_group, other.c.id != P.c.id,
+                            other.c.listing_id.is_not(None), P.c.listing_id.is_not(None),
+                            other.c.listing_id != P.c.listing_id)
+    return across if term.op == "across" else (P.c.hashes.is_not(None) & ~across)
 
 
 _OPPOSITE_OPS = {"no": "yes", "not": "yes", "<": ">=", "<=": ">", "!=": "="}
@@ -421,6 +470,7 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
     scores: dict[int, dict] = {}
     for s in conn.execute(select(db.room_scores).where(db.room_scores.c.photo_id.in_(ids))):
         scores.setdefault(s.photo_id, {})[s.room] = round(s.probability, 4)
+    copies = _duplicate_copies(conn, [r for r in rows.values() if r.duplicate_group is not None])
     fixes: dict[int, dict] = {}
     for c in conn.execute(select(db.corrections).where(db.corrections.c.photo_id.in_(ids))):
         fixes.setdefault(c.photo_id, {})[c.target] = {"value": c.value, "at": _utc(c.corrected_at)}
@@ -444,8 +494,49 @@ def photo_records(conn, ids: list[int]) -> list[dict]:
                                                                                key=lambda kv: -kv[1])),
             "attributes": a, "corrections": fixes.get(pid, {}), "width": r.width, "height": r.height,
             "model": r.model, "model_version": r.model_version,
-            "tagged_at": _utc(r.tagged_at)})
+            "tagged_at": _utc(r.tagged_at), "checks": _checks_record(r, copies.get(r.duplicate_group, []))})
     return out
+
+
+def _duplicate_copies(conn, rows) -> dict[int, list[dict]]:
+    """duplicate group -> its photos (id, listing_id), for the groups of `rows`."""
+    groups = sorted({r.duplicate_group for r in rows})
+    out: dict[int, list[dict]] = {}
+    for chunk in db.in_lists(groups):
+        for pid, lid, g in conn.execute(select(P.c.id, P.c.listing_id, P.c.duplicate_group)
+                                        .where(P.c.duplicate_group.in_(chunk)).order_by(P.c.id)):
+            out.setdefault(g, []).append({"id": pid, "listing_id": lid})
+    return out
+
+
+def _checks_record(r, group: list[dict]) -> dict | None:
+    """The listing checks of a photo row, or None where the index was built without --checks."""
+    if r.quality is None and r.faces is None:
+        return None
+    rnd = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
+    copies = [c for c in group if c["id"] != r.id]
+    other_listings = sorted({c["listing_id"] for c in copies if c["listing_id"] not in (None, r.listing_id)})
+    return {"quality": r.quality, "quality_reasons": [x for x in (r.quality_reasons or "").split("; ") if x],
+            "sharpness": rnd(r.sharpness), "exposure": rnd(r.exposure), "tilt_degrees": rnd(r.tilt_degrees),
+            "colour_cast": rnd(r.colour_cast), "faces": r.faces, "face_boxes": r.face_boxes,
+            "duplicate_group": r.duplicate_group, "duplicates": [c["id"] for c in copies],
+            "duplicate_listings": other_listings}
+
+
+def publishability(photos: list[dict]) -> dict | None:
+    """A listing's photos against a portal's checks: how many fail quality, show faces, or are
+    copies of photos in other listings; None where none of its photos was checked."""
+    checked = [p["checks"] for p in photos if p.get("checks")]
+    if not checked:
+        return None
+    summary = {"checked": len(checked),
+               "quality_fail": sum(c["quality"] == "fail" for c in checked),
+               "with_faces": sum(bool(c["faces"]) for c in checked),
+               "duplicates_within": sum(bool(c["duplicates"]) and not c["duplicate_listings"] for c in checked),
+               "copied_from_other_listings": sum(bool(c["duplicate_listings"]) for c in checked)}
+    summary["publishable"] = not (summary["quality_fail"] or summary["with_faces"]
+                                  or summary["copied_from_other_listings"])
+    return summary
 
 
 def listing_records(conn, listing_ids: list[str]) -> list[dict]:
@@ -461,8 +552,11 @@ def listing_records(conn, listing_ids: list[str]) -> list[dict]:
     for pid, lid in conn.execute(select(P.c.id, P.c.listing_id).where(P.c.listing_id.in_(listing_ids)).order_by(P.c.id)):
         photo_ids.setdefault(lid, []).append(pid)
     records = {r["id"]: r for r in photo_records(conn, [p for ids in photo_ids.values() for p in ids])}
-    return [{"id": lid, "facts": facts.get(lid, {}), "n_photos": len(photo_ids.get(lid, [])),
-             "photos": [records[p] for p in photo_ids.get(lid, [])]} for lid in listing_ids if lid in known]
+    out = [{"id": lid, "facts": facts.get(lid, {}), "n_photos": len(photo_ids.get(lid, [])),
+            "photos": [records[p] for p in photo_ids.get(lid, [])]} for lid in listing_ids if lid in known]
+    for rec in out:
+        rec["checks"] = publishability(rec["photos"])
+    return out
 
 
 def listing_record(conn, listing_id: str) -> dict | None:

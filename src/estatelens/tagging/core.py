@@ -9,9 +9,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..also import pick_also
+from ..checks.photo import for_room
 from ..attributes import AttributeHead
 from ..bundle import ModelBundle
-from ..inference import Prediction, predict_stream
+from ..inference import Inspect, Prediction, predict_stream
 
 TOP_K = 3
 UNCERTAIN = "uncertain"
@@ -51,6 +52,7 @@ class TagRow:
     unusual: float | None = None  # how unlike the bundle's training photos (ood.py); None where it cannot tell
     also: str | None = None  # a second room type the photo shows (open-plan rooms, also.py)
     also_probability: float | None = None
+    checks: dict | None = None  # the listing checks' columns (tag --checks; checks/photo.py)
 
     @property
     def path(self) -> str:
@@ -126,14 +128,16 @@ def _walk(top: str, skip: set[str], seen_dirs: set[str]) -> Iterator[str]:
 
 
 def tag_photos(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int = 16, workers: int = 2,
-               min_confidence: float = 0.0) -> Iterator[TagRow]:
+               min_confidence: float = 0.0, checks: Inspect | None = None) -> Iterator[TagRow]:
     """Yield a TagRow per path, in order (decoding and the network overlap: see `predict_stream`).
 
     Below `min_confidence`, or farther from the bundle's training photos than its "ood" threshold
     (a floor plan, a text card: nothing it learned from), room_type is "uncertain"; the top
-    classes still say what was guessed."""
+    classes still say what was guessed. `checks` (a checks.photo.PhotoChecker) runs on each decoded
+    photo, in the decoding threads, and fills TagRow.checks."""
     far = bundle.unusual.threshold if bundle.unusual is not None else None
-    for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers, attributes=True):
+    for pred in predict_stream(bundle, paths, batch_size=batch_size, workers=workers, attributes=True,
+                               inspect=checks):
         yield tag_row(pred, bundle.classes, min_confidence, far, bundle.also_heads)
 
 
@@ -143,7 +147,7 @@ def tag_row(pred: Prediction, classes: Sequence[str], min_confidence: float = 0.
     the bundle's open-plan cue heads, for `also` (none for a photo called uncertain)."""
     w, h = pred.size if pred.size else (None, None)
     if pred.probs is None:
-        return TagRow(pred.path, pred.status, width=w, height=h)
+        return TagRow(pred.path, pred.status, width=w, height=h)  # no checks either: no usable photo
     p = pred.probs
     order = np.argsort(-p)[:TOP_K]
     top = [(classes[k], round(float(p[k]), 4)) for k in order]
@@ -152,4 +156,4 @@ def tag_row(pred: Prediction, classes: Sequence[str], min_confidence: float = 0.
     scores = {c: float(v) for c, v in zip(classes, p)}
     also, also_p = pick_also(room, pred.cues, cues) if sure else (None, None)
     return TagRow(pred.path, "ok", room if sure else UNCERTAIN, prob, top, w, h, pred.attributes, scores,
-                  pred.unusual, also, also_p)
+                  pred.unusual, also, also_p, for_room(pred.checks, room))

@@ -25,7 +25,7 @@ from ..bundle import ModelBundle
 from .core import UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
 from .writers import check_output_path, write_rows
 
-JOURNAL_VERSION = 2  # 2: the crop model is part of the settings
+JOURNAL_VERSION = 3  # 2: the crop model is part of the settings; 3: the listing checks
 
 
 @dataclass
@@ -42,6 +42,20 @@ class TagJob:
     explain: str | None = None  # folder for heatmap overlays (tag --explain DIR)
     threads: int | None = None  # ONNX Runtime threads of the crop model (the room model's are set on its session)
     crops: str | None = None  # crop model (tag --crops [MODEL]): adds cropped_probability and the rectangle
+    checks: bool = False  # tag --checks: photo quality and duplicate groups (checks/)
+    faces: bool = False  # tag --faces: face count and boxes too (implies checks)
+    blur_faces: str | None = None  # tag --blur-faces DIR: copies of photos with faces, the faces blurred
+    min_size: tuple[int, int] | None = None  # the portal's minimum (long side, short side) for quality
+
+    def __post_init__(self):
+        self.faces = self.faces or bool(self.blur_faces)
+        self.checks = self.checks or self.faces
+
+    def checker(self):
+        """The checks run on every decoded photo, or None without --checks."""
+        from ..checks.photo import make_checker
+
+        return make_checker(self.checks, self.faces, self.min_size)
 
     def settings(self, bundle: ModelBundle) -> dict:
         """What must match for a journal to be resumed."""
@@ -51,7 +65,9 @@ class TagJob:
                 "sort_into": os.path.abspath(self.sort_into) if self.sort_into else None,
                 "link": self.link, "min_confidence": self.min_confidence,
                 "explain": os.path.abspath(self.explain) if self.explain else None,
-                "crops": _crop_model_key(self.crops)}
+                "crops": _crop_model_key(self.crops),
+                "checks": [self.checks, self.faces, list(self.min_size or ()),
+                           os.path.abspath(self.blur_faces) if self.blur_faces else None]}
 
 
 @dataclass
@@ -65,14 +81,17 @@ class TagSummary:
     photos_per_second: float
     per_class: dict = field(default_factory=dict)
     skipped_examples: list = field(default_factory=list)
+    checks: Counter = field(default_factory=Counter)  # with --checks: quality fails per reason, faces, duplicates
 
 
 def columns(sort_into: bool, heads: Sequence[AttributeHead] = (), explain: bool = False,
-            crops: bool = False) -> list[str]:
+            crops: bool = False, checks: bool = False, faces: bool = False, blur_faces: bool = False) -> list[str]:
     """The output's columns: a row's own (TagRow.to_dict is the one place they are named)."""
+    from ..checks.photo import check_columns
     from ..crops.detector import CROP_COLUMNS
 
     return (list(TagRow("", "").to_dict(heads)) + (list(CROP_COLUMNS) if crops else [])
+            + (check_columns(faces) if checks else []) + (["blurred_to"] if blur_faces else [])
             + (["sorted_to"] if sort_into else []) + (["heatmaps"] if explain else []))
 
 
@@ -100,7 +119,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
     journal = journal_path(out)
     settings = job.settings(bundle)
     done = _read_journal(journal, settings, job.restart, log)
-    exclude = [out, journal] + [d for d in (job.sort_into, job.explain) if d]
+    exclude = [out, journal] + [d for d in (job.sort_into, job.explain, job.blur_faces) if d]
     total = sum(1 for _ in iter_input_paths(job.inputs, exclude))
     if total == 0:
         raise FileNotFoundError(f"no files found in {', '.join(map(str, job.inputs))}")
@@ -111,6 +130,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
     sorter = _Sorter(Path(job.sort_into), job.link) if job.sort_into else None
     heatmapper = _Heatmapper(bundle, Path(job.explain)) if job.explain else None
     cropper = _Cropper(job.crops, job.threads, job.workers) if job.crops else None
+    checker = job.checker()
 
     t0, n_new = time.time(), 0
     new_file = not journal.exists() or job.restart
@@ -120,7 +140,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
         if new_file:
             _flush(jf, [json.dumps({"settings": settings})])
         rows = tag_photos(bundle, todo, batch_size=job.batch_size, workers=job.workers,
-                          min_confidence=job.min_confidence)
+                          min_confidence=job.min_confidence, checks=checker)
         pending: list[str] = []
         for chunk in _chunks(rows, job.batch_size):
             crops = cropper.columns_for(chunk) if cropper is not None else [None] * len(chunk)
@@ -131,6 +151,10 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
                     record["sorted_to"] = sorter.place(row) if row.ok else None
                 if crop is not None:
                     record.update(crop)
+                if row.checks:
+                    record.update(row.checks)
+                if job.blur_faces:
+                    record["blurred_to"] = _blur(row, Path(job.blur_faces))
                 if heatmapper is not None:
                     record["heatmaps"] = heatmapper.write(row) if row.ok else None
                 pending.append(json.dumps(record, ensure_ascii=False))
@@ -145,22 +169,76 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
     counts: Counter = Counter()
     skipped_examples: list = []
     n_rows = 0
+    checked: Counter = Counter()
+    group_of = _duplicate_groups(journal) if job.checks else {}
 
     def final_rows() -> Iterator[dict]:
         nonlocal n_rows
         for record in _journal_records(journal):
             n_rows += 1
+            if job.checks:
+                record["duplicate_group"] = group_of.get(record.get("_key") or record["path"])
+                _count_checks(checked, record)
             if record["status"] == "ok":
                 counts[record["room_type"]] += 1
             elif len(skipped_examples) < 10:
                 skipped_examples.append((record["path"], record["status"]))
             yield record
 
-    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes, bool(job.explain), bool(job.crops)))
+    write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes, bool(job.explain), bool(job.crops),
+                                          job.checks, job.faces, bool(job.blur_faces)))
     journal.unlink()
     n_ok = sum(counts.values())
     return TagSummary(str(out), n_rows, n_ok, n_rows - n_ok, n_resumed, seconds,
-                      n_new / seconds if seconds > 0 else 0.0, dict(sorted(counts.items())), skipped_examples)
+                      n_new / seconds if seconds > 0 else 0.0, dict(sorted(counts.items())), skipped_examples,
+                      checked)
+
+
+def _count_checks(counts: Counter, record: dict) -> None:
+    if record.get("quality") == "fail":
+        counts["quality fail"] += 1
+        for reason in (record.get("quality_reasons") or "").split("; "):
+            counts["  " + reason.split(" (")[0]] += 1
+    if record.get("faces"):
+        counts["with faces"] += 1
+    if record.get("duplicate_group") is not None:
+        counts["in a duplicate group"] += 1
+
+
+def _blur(row: TagRow, root: Path) -> str | None:
+    """Where a copy of the photo with its faces blurred was written (tag --blur-faces), or None
+    for a photo without faces. The name carries a hash of the photo's path, so that two photos
+    called IMG_0001.jpg in different folders never overwrite each other."""
+    import hashlib
+
+    from ..checks.faces import blur_faces, parse_boxes
+    from ..data.images import PhotoError
+
+    if not row.ok or not row.checks or not row.checks.get("faces"):
+        return None
+    src = Path(row.file)
+    tag = hashlib.sha1(path_key(row.file).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    try:
+        dest = blur_faces(src, root / f"{src.stem}-{tag}{src.suffix if src.suffix else '.jpg'}",
+                          parse_boxes(row.checks["face_boxes"]))
+    except PhotoError as e:  # changed on disk since it was tagged: the row stays, without a copy
+        return f"failed: {e.reason}"
+    return display_path(str(dest))
+
+
+def _duplicate_groups(journal: Path) -> dict[str, int]:
+    """Photo key -> duplicate group (1, 2, ...) for the photos of the run that have a near
+    duplicate among them (pHashes only: checks/duplicates.py's rule without the embeddings)."""
+    from ..checks.duplicates import Photo, find_pairs, group
+    from ..checks.photo import HASHES
+
+    keys, photos = [], []
+    for record in _journal_records(journal):
+        if record.get(HASHES):
+            keys.append(record.get("_key") or record["path"])
+            photos.append(Photo(record["path"], hashes=tuple(int(h, 16) for h in record[HASHES])))
+    groups = group(photos, find_pairs(photos, cosine=None))
+    return {keys[i]: g for i, g in groups.group_of.items()}
 
 
 def _flush(jf, pending: list[str]) -> None:

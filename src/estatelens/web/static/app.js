@@ -13,6 +13,7 @@
 
 const TOKEN_KEY = "estatelens.token";
 const PER_PAGE = 24;
+const CHECK_FILTERS = ["quality=fail", "duplicates", "duplicates=across", "faces>0"];  // the Checks select's options
 
 const state = {
   vocab: { rooms: [], attributes: [], listing_columns: [], synonyms: {} },
@@ -237,6 +238,7 @@ function searchFromParams(params) {
     room: state.vocab.rooms.includes(params.get("room")) ? params.get("room") : "",
     attrs,
     corrected: params.get("corrected") === "1",
+    check: CHECK_FILTERS.includes(params.get("check")) ? params.get("check") : "",
     page: Math.max(1, parseInt(params.get("page") || "1", 10) || 1),
     perPage: Math.min(200, Math.max(1, parseInt(params.get("per_page") || "", 10) || PER_PAGE)),
   };
@@ -249,6 +251,7 @@ function searchHash(s) {
   if (s.room) p.set("room", s.room);
   for (const [a, v] of Object.entries(s.attrs)) if (v) p.set(`attr.${a}`, v);
   if (s.corrected) p.set("corrected", "1");
+  if (s.check) p.set("check", s.check);
   if (s.page > 1) p.set("page", String(s.page));
   if (s.perPage && s.perPage !== PER_PAGE) p.set("per_page", String(s.perPage));
   const qs = p.toString();
@@ -261,6 +264,7 @@ function composeQuery(s) {
   if (s.room) parts.push(`room=${s.room}`);
   for (const [a, v] of Object.entries(s.attrs)) if (v) parts.push(`${a}=${v}`);
   if (s.corrected) parts.push("corrected=yes");
+  if (s.check) parts.push(s.check);
   return parts.filter(Boolean).join(" ");
 }
 
@@ -274,6 +278,7 @@ function searchFromControls(level) {
     room: $("#filter-room").value,
     attrs,
     corrected: $("#filter-corrected").checked,
+    check: $("#filter-check").value,
     page: 1,
     perPage: currentPerPage,
   };
@@ -287,6 +292,7 @@ function setControls(s) {
   $("#filter-room").value = s.room;
   for (const sel of document.querySelectorAll("#filter-attrs select")) sel.value = s.attrs[sel.dataset.attr] || "";
   $("#filter-corrected").checked = s.corrected;
+  $("#filter-check").value = s.check || "";
   currentLevel = s.level;
   currentPerPage = s.perPage;
 }
@@ -303,6 +309,12 @@ function describeTerm(t) {
   if (t.kind === "attribute") {
     if (t.op === "yes" || t.op === "no") return `${label(t.name)}: ${t.op}`;
     return `${label(t.name)} ${t.op} ${t.value}`;
+  }
+  if (t.kind === "check") {
+    if (t.name === "quality") return `quality: ${t.op}`;
+    if (t.name === "faces") return `faces ${t.op} ${t.value}`;
+    return { yes: "near duplicates", no: "no near duplicates", across: "copied from another listing",
+      "not across": "not copied from another listing" }[t.op] || `duplicates ${t.op}`;
   }
   return `${label(t.name)} ${t.op} ${t.value}`;
 }
@@ -400,7 +412,56 @@ function photoCard(p, opts = {}) {
       title: a.corrected ? "corrected by a person" : `probability ${pct(a.probability)}`,
     }, label(name), a.corrected ? h("span", { testid: "corrected-mark" }, " ✓") : ` ${pct(a.probability)}`))) : null,
     !p.room_corrected && correctedAnywhere(p) ? h("span", { class: "badge corrected small", testid: "corrected-mark" }, "corrected") : null,
+    checkBadges(p.checks),
     h("div", { class: "sub muted" }, p.listing_id != null ? `listing ${p.listing_id} · ` : "", `#${p.id}`)));
+}
+
+/** The failed listing checks of a photo as small badges (none where it passed or was not checked). */
+function checkBadges(c) {
+  if (!c) return null;
+  const badges = [];
+  if (c.quality === "fail") {
+    badges.push(h("span", { class: "badge check", testid: "check-quality", title: c.quality_reasons.join("; ") },
+      c.quality_reasons.map((r) => r.split(" (")[0]).join(", ")));
+  }
+  if (c.faces) badges.push(h("span", { class: "badge check", testid: "check-faces" }, `${c.faces} face${c.faces > 1 ? "s" : ""}`));
+  if (c.duplicate_listings.length) {
+    badges.push(h("span", { class: "badge check alarm", testid: "check-duplicate",
+      title: `the same photo is in listing ${c.duplicate_listings.join(", ")}` }, `also in listing ${c.duplicate_listings.join(", ")}`));
+  } else if (c.duplicates.length) {
+    badges.push(h("span", { class: "badge check", testid: "check-duplicate", title: "a near copy of another photo of this listing" }, "near copy"));
+  }
+  return badges.length ? h("div", { class: "chips checks", testid: "card-checks" }, badges) : null;
+}
+
+/** A photo's listing checks, with the numbers behind them and links to its near copies. */
+function checksSection(c) {
+  if (!c) return null;
+  const num = (v, unit = "") => (v == null ? "–" : `${v}${unit}`);
+  const rows = [
+    ["Quality", c.quality === "fail" ? `fails: ${c.quality_reasons.join("; ")}` : "passes"],
+    ["Sharpness", num(c.sharpness)], ["Exposure", num(c.exposure, " stops")], ["Tilt", num(c.tilt_degrees, "°")],
+    ["Colour cast", num(c.colour_cast)], ["Faces", c.faces == null ? "not looked for" : String(c.faces)],
+  ];
+  const copies = c.duplicates.length
+    ? h("p", { testid: "photo-duplicates" }, "Near copies: ",
+      c.duplicates.map((id, i) => [i ? ", " : "", h("a", { href: `#/photo/${id}` }, `#${id}`)]),
+      c.duplicate_listings.length ? h("span", { class: "alarm" }, ` — also in listing ${c.duplicate_listings.join(", ")}`) : null)
+    : null;
+  return h("section", { testid: "photo-checks" }, h("h2", null, "Listing checks"),
+    h("dl", { class: "checks-table" }, rows.map(([k, v]) => [h("dt", null, k), h("dd", null, v)])), copies);
+}
+
+/** Whether a listing's photos pass a portal's checks, in one line. */
+function publishBox(c) {
+  if (!c) return null;
+  const problems = [];
+  if (c.quality_fail) problems.push(`${c.quality_fail} photo${c.quality_fail > 1 ? "s" : ""} fail quality`);
+  if (c.with_faces) problems.push(`${c.with_faces} show faces`);
+  if (c.copied_from_other_listings) problems.push(`${c.copied_from_other_listings} also in other listings`);
+  if (c.duplicates_within) problems.push(`${c.duplicates_within} near copies within the listing`);
+  return h("p", { class: `box ${c.publishable ? "ok" : "warning"}`, testid: "publishability" },
+    c.publishable ? `Ready to publish: all ${c.checked} checked photos pass.` : `Not ready to publish: ${problems.join(", ")}.`);
 }
 
 function factsLine(facts) {
@@ -455,6 +516,7 @@ async function showListing(id, params, seq) {
         h("tbody", null, facts.map(([k, v]) => h("tr", null, h("th", { scope: "row" }, Label(k)), h("td", null, factText(k, v))))))
       : h("p", { class: "muted" }, "No facts for this listing."),
     valueBox(l.facts),
+    publishBox(l.checks),
     h("div", { class: "grid", testid: "listing-photos" }, l.photos.map((p) => photoCard(p, { matched: matched.has(p.id) }))));
 }
 
@@ -546,6 +608,7 @@ function renderDetails(el, p) {
       h("span", { class: "muted" }, ` (${pct(p.also_probability)})`))
     : null;
   const sections = [title, also, model, listing];
+  if (ok && p.checks) sections.push(checksSection(p.checks));
   if (!ok) sections.push(h("p", { class: "error box" }, `This photo could not be tagged: ${p.status}`));
   if (ok) {
     const rooms = Object.entries(p.room_scores || {});
@@ -695,12 +758,14 @@ function buildFilters() {
   const searchNow = () => go(searchHash(searchFromControls()));
   $("#filter-room").addEventListener("change", searchNow);
   $("#filter-corrected").addEventListener("change", searchNow);
+  $("#filter-check").addEventListener("change", searchNow);
+  $("#filter-check-wrap").hidden = !v.checks;
   for (const sel of document.querySelectorAll("#filter-attrs select")) sel.addEventListener("change", searchNow);
   for (const b of document.querySelectorAll(".seg button")) {
     b.addEventListener("click", () => go(searchHash(searchFromControls(b.dataset.level))));
   }
   $("#filter-clear").addEventListener("click", () => {
-    go(searchHash({ q: $("#search-input").value.trim(), level: "", room: "", attrs: {}, corrected: false, page: 1, perPage: currentPerPage }));
+    go(searchHash({ q: $("#search-input").value.trim(), level: "", room: "", attrs: {}, corrected: false, check: "", page: 1, perPage: currentPerPage }));
   });
 }
 

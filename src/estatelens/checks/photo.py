@@ -1,0 +1,75 @@
+"""The checks `tag --checks` runs on every photo, on the image the tagger has just decoded (no
+second decode): quality (quality.py), perceptual hashes for duplicate groups (duplicates.py) and,
+with `faces`, face boxes (faces.py). `PhotoChecker` is called in the decoding threads."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .quality import QUALITY_COLUMNS, WORK_SIDE, Thresholds, _cv2, measure_array, work_image
+
+FACE_COLUMNS = ["faces", "face_boxes"]
+HASHES = "_hashes"  # a row's key for its pHashes (hex), kept in the journal, not in the output
+
+
+def check_columns(faces: bool = False) -> list[str]:
+    """The output columns the checks add, in order (duplicate_group is filled in at the end)."""
+    return QUALITY_COLUMNS + (FACE_COLUMNS if faces else []) + ["duplicate_group"]
+
+
+NOT_JUDGED = {"exterior": ("colour cast",)}  # room type -> reasons that do not apply to it
+
+
+def for_room(checks: dict | None, room: str | None) -> dict | None:
+    """The check columns as they apply to a photo of `room`: an exterior's brightest part is the
+    sky, so its colour cast is not judged (the number stays)."""
+    skip = NOT_JUDGED.get(room or "", ())
+    if not checks or not skip or not checks.get("quality_reasons"):
+        return checks
+    reasons = [r for r in checks["quality_reasons"].split("; ") if not r.startswith(skip)]
+    return {**checks, "quality": "fail" if reasons else "pass", "quality_reasons": "; ".join(reasons) or None}
+
+
+def make_checker(checks: bool, faces: bool = False, min_size: tuple[int, int] | None = None) -> "PhotoChecker | None":
+    """The checker `--checks [--faces] [--min-size WxH]` ask for (faces imply checks), or None."""
+    if not (checks or faces):
+        return None
+    t = Thresholds() if not min_size else Thresholds(min_long_side=min_size[0], min_short_side=min_size[1])
+    return PhotoChecker(t, faces=faces)
+
+
+@dataclass
+class PhotoChecker:
+    thresholds: Thresholds = Thresholds()
+    faces: bool = False
+    min_side = WORK_SIDE  # the tagger decodes photos at least this large for the checks
+
+    def __post_init__(self):
+        from .duplicates import _imagehash
+
+        _imagehash()  # fail now, with the install hint, not in a decoding thread
+        # The checks run in the tagger's decoding threads beside ONNX Runtime: OpenCV's own thread
+        # pool would only fight them for the cores (tag --checks on 2 cores: measured faster).
+        _cv2().setNumThreads(1)
+        self._detector = None
+        if self.faces:
+            from .faces import FaceDetector
+
+            self._detector = FaceDetector()
+
+    def __call__(self, im: Image.Image, size: tuple[int, int]) -> dict:
+        """The check columns of one decoded photo (`size`: its full width and height)."""
+        from .duplicates import HASH_SIDE, image_hashes
+        from .faces import format_boxes
+
+        try:
+            rgb = work_image(im)
+            out = measure_array(rgb, size, self.thresholds).columns()
+            if self._detector is not None:
+                boxes = self._detector.detect(rgb)
+                out["faces"], out["face_boxes"] = len(boxes), format_boxes(boxes)
+            out[HASHES] = [f"{h:016x}" for h in image_hashes(Image.fromarray(work_image(Image.fromarray(rgb), HASH_SIDE)))]
+        except Exception as e:  # noqa: BLE001 -- one odd photo must not stop a run of thousands
+            return {"quality_reasons": f"checks failed: {type(e).__name__}: {e}"}
+        return out

@@ -14,6 +14,9 @@
 # (default 1). CONTINUE_FROM=BUNDLE trains that bundle's network further instead of starting from
 # ImageNet (train --init; 4 epochs at a third of the learning rate unless EPOCHS / LR say otherwise):
 # with MULTITASK=1, the attributes are learnt while the room types start where the bundle left them.
+# FROM_WEIGHTS=BUNDLE skips training: the float network is rebuilt from that bundle's weights.pt and
+# everything after it (int8, scores, heads, rehearsal set, also) is made again (about 20 minutes):
+# how the 2026-12-02 bundle got its 7-bit weights (quantize.py, REDUCE_RANGE).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
@@ -32,8 +35,13 @@ fi
 if [ -n "${CONTINUE_FROM:-}" ]; then
     MULTITASK_OPTIONS+=(--init "$CONTINUE_FROM" --epochs "${EPOCHS:-4}" --lr "${LR:-0.0003}" --warmup-epochs 0.3)
 fi
-estatelens train "${SOURCES[@]}" --model efficientnet_lite1 --mode finetune --merge-val --out "$RUN" \
-    "${MULTITASK_OPTIONS[@]}"
+if [ -n "${FROM_WEIGHTS:-}" ]; then
+    python -c "import sys; from estatelens.quantize import float_bundle; float_bundle(sys.argv[1], sys.argv[2])" \
+        "$FROM_WEIGHTS" "$RUN/model.estatelens"
+else
+    estatelens train "${SOURCES[@]}" --model efficientnet_lite1 --mode finetune --merge-val --out "$RUN" \
+        "${MULTITASK_OPTIONS[@]}"
+fi
 estatelens quantize "$RUN/model.estatelens" --calibration "${SOURCES[@]}" --out "$RUN/rooms.estatelens"
 for SET in rooms-web/test rooms-places/val; do
     NAME="${SET//\//-}"

@@ -4,8 +4,8 @@
 
 Each setting tags every photo of ../shared/data/houses/photos (712) with the default bundled model,
 as `estatelens tag` does (decoding threads, the network, the journal, the CSV), after a warm-up on
-64 photos, on all cores; three runs each, in turn (plain, --checks, --faces, plain, ...), so that
-a machine that slows down mid-way slows every setting alike. photos/s counts the tagging loop, as
+64 photos, on all cores; three runs each, in turn (plain, --checks, --watermarks, --faces, plain,
+...), so that a machine that slows down mid-way slows every setting alike. photos/s counts the tagging loop, as
 benchmarks/tagging_speed.py does; the median run is reported. Bar (issue 16): `tag --checks` at
 100 photos/s or more on 2 cores; checks on by default only if they cost under 20 %.
 """
@@ -21,7 +21,7 @@ from tagging_speed import DATA, ROOT, machine, write_report  # noqa: E402
 
 PHOTOS = DATA / "houses" / "photos"
 OUT = ROOT / "benchmarks" / "results" / "checks_speed.md"
-SETTINGS = {"plain": {}, "--checks": {"checks": True}, "--faces": {"faces": True}}
+SETTINGS = {"plain": {}, "--checks": {"checks": True}, "--watermarks": {"watermarks": True}, "--faces": {"faces": True}}
 RUNS = 3
 
 

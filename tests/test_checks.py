@@ -277,7 +277,7 @@ def test_api_photo_checks_and_listing_publishability(checked_index, tmp_path):
     with TestClient(app) as client:
         assert client.get("/api/vocabulary").json()["checks"] is True
         l1, l2 = client.get("/api/listings/L1").json(), client.get("/api/listings/L2").json()
-        assert l1["checks"] == {"checked": 4, "quality_fail": 0, "with_faces": 0, "duplicates_within": 0,
+        assert l1["checks"] == {"checked": 4, "quality_fail": 0, "with_watermark": 0, "with_faces": 0, "duplicates_within": 0,
                                 "copied_from_other_listings": 1, "publishable": False}
         assert l2["checks"]["quality_fail"] == 2 and l2["checks"]["with_faces"] == 1
         face = next(p for p in l2["photos"] if p["path"].endswith("face.jpg"))

@@ -395,8 +395,9 @@ def test_postgresql_index_search_correct_and_reindex(postgres_db, listing_index,
 
 # Added to photos since schema 1 (schema 2: the out-of-distribution score and open plan; 3: the listing checks).
 NEW_COLUMNS = ("unusual", "also", "also_probability", "quality", "quality_reasons", "sharpness", "exposure",
-               "tilt_degrees", "colour_cast", "faces", "face_boxes", "hashes", "duplicate_group")
-NEW_INDEXES = ("ix_photos_also", "ix_photos_quality", "ix_photos_duplicate_group")
+               "tilt_degrees", "colour_cast", "faces", "face_boxes", "hashes", "duplicate_group", "watermark",
+               "watermark_probability", "watermark_box")
+NEW_INDEXES = ("ix_photos_also", "ix_photos_quality", "ix_photos_duplicate_group", "ix_photos_watermark")
 
 
 def test_an_index_from_before_the_unusual_column_is_upgraded_when_opened(index_copy):

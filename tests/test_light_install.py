@@ -37,11 +37,16 @@ def test_the_base_install_has_no_torch_and_tags_indexes_searches(light_env, tmp_
     py = str(light_env / "bin" / "python")
     for module in ("torch", "torchvision", "sklearn", "matplotlib"):
         assert subprocess.run([py, "-c", f"import {module}"], capture_output=True).returncode != 0, module
-    # The installed package carries the whole bundled model: its heads as well as its network.
+    # The installed package carries the whole bundled model: its heads as well as its network (as
+    # many as the source tree holds), and the watermark network.
+    source = ROOT / "src" / "estatelens" / "bundled"
+    want = [str(len(list((source / "rooms.estatelens" / d).glob("*.json")))) for d in ("attributes", "also")]
     heads = subprocess.run([py, "-c", "from estatelens.bundle import load_bundle; b = load_bundle('rooms'); "
-                                      "print(len(b.attributes), len(b.also_heads), b.unusual is not None)"],
+                                      "from estatelens.watermarks.detector import MODEL; "
+                                      "print(len(b.attributes), len(b.also_heads), b.unusual is not None, MODEL.is_file())"],
                            capture_output=True, text=True, cwd=tmp_path)
-    assert heads.stdout.split() == ["2", "3", "True"], heads.stdout + heads.stderr
+    assert heads.stdout.split() == [*want, "True", str((source / "watermark.onnx").is_file())], heads.stdout + heads.stderr
+    assert want[0] == "2"
     photos = make_listing_folders(tmp_path / "photos", size=200)
     tag = _run(light_env, "tag", str(photos), "--out", str(tmp_path / "tags.xlsx"), "--quiet", cwd=tmp_path)
     assert tag.returncode == 0, tag.stderr

@@ -1,21 +1,24 @@
 """The checks `tag --checks` runs on every photo, on the image the tagger has just decoded (no
-second decode): quality (quality.py), perceptual hashes for duplicate groups (duplicates.py) and,
-with `faces`, face boxes (faces.py). `PhotoChecker` is called in the decoding threads."""
+second decode): quality (quality.py), perceptual hashes for duplicate groups (duplicates.py), with `faces` face boxes (faces.py) and
+with `watermarks` the watermark network's probability and box (watermarks/detector.py).
+`PhotoChecker` is called in the decoding threads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from PIL import Image
 
+from ..watermarks.detector import WATERMARK_COLUMNS, WatermarkDetector
 from .quality import QUALITY_COLUMNS, WORK_SIDE, Thresholds, _cv2, measure_array, work_image
 
 FACE_COLUMNS = ["faces", "face_boxes"]
 HASHES = "_hashes"  # a row's key for its pHashes (hex), kept in the journal, not in the output
 
 
-def check_columns(faces: bool = False) -> list[str]:
+def check_columns(faces: bool = False, watermarks: bool = False) -> list[str]:
     """The output columns the checks add, in order (duplicate_group is filled in at the end)."""
-    return QUALITY_COLUMNS + (FACE_COLUMNS if faces else []) + ["duplicate_group"]
+    return (QUALITY_COLUMNS + (WATERMARK_COLUMNS if watermarks else []) + (FACE_COLUMNS if faces else [])
+            + ["duplicate_group"])
 
 
 NOT_JUDGED = {"exterior": ("colour cast",)}  # room type -> reasons that do not apply to it
@@ -31,18 +34,21 @@ def for_room(checks: dict | None, room: str | None) -> dict | None:
     return {**checks, "quality": "fail" if reasons else "pass", "quality_reasons": "; ".join(reasons) or None}
 
 
-def make_checker(checks: bool, faces: bool = False, min_size: tuple[int, int] | None = None) -> "PhotoChecker | None":
-    """The checker `--checks [--faces] [--min-size WxH]` ask for (faces imply checks), or None."""
-    if not (checks or faces):
+def make_checker(checks: bool, faces: bool = False, min_size: tuple[int, int] | None = None,
+                 watermarks: bool = False) -> "PhotoChecker | None":
+    """The checker `--checks [--faces] [--watermarks] [--min-size WxH]` ask for (faces and
+    watermarks imply checks), or None."""
+    if not (checks or faces or watermarks):
         return None
     t = Thresholds() if not min_size else Thresholds(min_long_side=min_size[0], min_short_side=min_size[1])
-    return PhotoChecker(t, faces=faces)
+    return PhotoChecker(t, faces=faces, watermarks=watermarks)
 
 
 @dataclass
 class PhotoChecker:
     thresholds: Thresholds = Thresholds()
     faces: bool = False
+    watermarks: bool = False
     min_side = WORK_SIDE  # the tagger decodes photos at least this large for the checks
 
     def __post_init__(self):
@@ -52,6 +58,7 @@ class PhotoChecker:
         # The checks run in the tagger's decoding threads beside ONNX Runtime: OpenCV's own thread
         # pool would only fight them for the cores (tag --checks on 2 cores: measured faster).
         _cv2().setNumThreads(1)
+        self._watermarks = WatermarkDetector() if self.watermarks else None
         self._detector = None
         if self.faces:
             from .faces import FaceDetector
@@ -66,6 +73,8 @@ class PhotoChecker:
         try:
             rgb = work_image(im)
             out = measure_array(rgb, size, self.thresholds).columns()
+            if self._watermarks is not None:
+                out.update(self._watermarks.columns(rgb))
             if self._detector is not None:
                 boxes = self._detector.detect(rgb)
                 out["faces"], out["face_boxes"] = len(boxes), format_boxes(boxes)

@@ -36,7 +36,7 @@ def add_parsers(sub) -> None:
         "a price model (`estatelens value fit`): store each listing's estimate, its 80 %% interval, "
         "what moved it and price_to_value as listing columns (search: value<500000, price/value<0.9); "
         "its photo features take one more pass over the photos, cached for later runs"))
-    add_check_options(ix, "stored; search quality=fail, faces>0, duplicates, duplicates=across")
+    add_check_options(ix, "stored; search quality=fail, faces>0, watermark=yes, duplicates, duplicates=across")
     _add_tagger_options(ix)
     ix.set_defaults(func=cmd_index)
 
@@ -116,7 +116,7 @@ def cmd_index(args) -> int:
     from ..checks.photo import make_checker
 
     listings = read_listings(args.listings, args.facts)
-    checks = make_checker(args.checks, args.faces, min_size_of(args))
+    checks = make_checker(args.checks, args.faces, min_size_of(args), args.watermarks)
     bundle = load_bundle(args.model)
     bundle.session(args.threads)
     engine = connect(args.db)
@@ -176,7 +176,8 @@ def cmd_search(args) -> int:
             hits = sum(1 for p in r["photos"] if p.get("matched"))
             c = r.get("checks")
             verdict = "" if not c else ("  publishable" if c["publishable"] else
-                                        f"  not publishable: {c['quality_fail']} fail quality, {c['with_faces']} with faces, "
+                                        f"  not publishable: {c['quality_fail']} fail quality, {c['with_watermark']} with a "
+                                        f"watermark, {c['with_faces']} with faces, "
                                         f"{c['copied_from_other_listings']} copied from other listings")
             print(f"{r['score']:.3f}  listing {r['id']}  {r['n_photos']} photos ({hits} matching)  {facts}{verdict}")
     if any(r.get("room_corrected") for r in result["results"]):
@@ -189,6 +190,8 @@ def _checks_text(c: dict | None) -> str:
     if not c:
         return ""
     parts = list(c["quality_reasons"])
+    if c["watermark"] == "yes":
+        parts.append(f"watermark ({c['watermark_probability']:.2f})")
     if c["faces"]:
         parts.append(f"{c['faces']} face{'s' if c['faces'] > 1 else ''}")
     if c["duplicate_listings"]:

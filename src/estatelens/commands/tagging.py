@@ -99,7 +99,7 @@ def add_parsers(sub) -> None:
 
 
 def add_check_options(p: argparse.ArgumentParser, where: str):
-    """--checks, --faces and --min-size (tag, index); returns their argument group."""
+    """--checks, --faces, --watermarks and --min-size (tag, index); returns their argument group."""
     chk = p.add_argument_group("listing checks (the [checks] extra)", (
         "What a portal checks before it publishes a photo, measured on the photo the tagger decodes\n"
         "anyway (the thresholds and how they were chosen: docs/checks.md)."))
@@ -114,6 +114,11 @@ def add_check_options(p: argparse.ArgumentParser, where: str):
         "also count faces (faces, face_boxes: x0 y0 x1 y1 as fractions of the photo; OpenCV's Haar "
         "cascades, frontal faces whose head is a fifth of the photo's short side or more); implies --checks; "
         "about three times slower than plain tagging"))
+    chk.add_argument("--watermarks", action="store_true", help=(
+        "also look for watermarks, logos and text overlaid on the photo (watermark_probability, "
+        "watermark yes/no at the shipped threshold, watermark_box: x0 y0 x1 y1 as fractions; a network "
+        "trained on synthetic overlays, scored on real photos labelled by eye: docs/checks.md); "
+        "implies --checks; a second network pass per photo, about half as fast as plain tagging"))
     return chk
 
 
@@ -150,7 +155,8 @@ def cmd_tag(args) -> int:
                  min_confidence=args.min_confidence, batch_size=args.batch_size, workers=args.workers,
                  restart=args.restart, progress=not args.quiet, explain=args.explain,
                  crops=args.crop_model if args.crops else None, threads=args.threads,
-                 checks=args.checks, faces=args.faces, blur_faces=args.blur_faces, min_size=min_size)
+                 checks=args.checks, faces=args.faces, blur_faces=args.blur_faces, min_size=min_size,
+                 watermarks=args.watermarks)
     s = run_tagging(bundle, job)
     print(f"{s.n_rows} files: {s.n_ok} tagged, {s.n_skipped} skipped"
           + (f" ({s.n_resumed} from the interrupted run)" if s.n_resumed else "")
@@ -175,7 +181,7 @@ def _tag_on_ray(args) -> int:
 
     refused = [o for o, v in (("--sort-into", args.sort_into), ("--explain", args.explain), ("--crops", args.crops),
                               ("--restart", args.restart), ("--checks", args.checks), ("--faces", args.faces),
-                              ("--blur-faces", args.blur_faces)) if v]
+                              ("--blur-faces", args.blur_faces), ("--watermarks", args.watermarks)) if v]
     if refused:
         raise ValueError(f"{', '.join(refused)}: not with --engine ray (tagging only; delete the output folder to start over)")
     if args.out == "tags.xlsx" or Path(args.out).suffix.lower() in (".xlsx", ".csv", ".json", ".jsonl"):

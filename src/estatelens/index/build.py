@@ -166,10 +166,12 @@ def index_photos(bundle: ModelBundle, inputs: Iterable[str], engine, *, listings
     summary.n_found = len(found)
     if not found:
         raise FileNotFoundError(f"no photos found in {', '.join(map(str, inputs)) or 'the listings CSV'}")
-    # A photo checked as asked (quality, and faces where asked for) need not be checked again.
+    # A photo checked as asked (quality, and faces and watermarks where asked for) need not be checked again.
     checked = db.photos.c.quality.is_not(None)
     if checks is not None and checks.faces:
         checked = checked & db.photos.c.faces.is_not(None)
+    if checks is not None and checks.watermarks:
+        checked = checked & db.photos.c.watermark.is_not(None)
     with engine.connect() as conn:
         known = {k: (pid, size, mtime, ver, lst, done) for pid, k, size, mtime, ver, lst, done in conn.execute(
             select(db.photos.c.id, db.photos.c.path_key, db.photos.c.file_size, db.photos.c.file_mtime,
@@ -337,7 +339,8 @@ def _check_values(row: TagRow) -> dict:
     c = row.checks
     if not c:
         return {}
-    keep = ("quality", "quality_reasons", "sharpness", "exposure", "tilt_degrees", "colour_cast", "faces", "face_boxes")
+    keep = ("quality", "quality_reasons", "sharpness", "exposure", "tilt_degrees", "colour_cast", "faces", "face_boxes",
+            "watermark_probability", "watermark", "watermark_box")
     out = {k: c[k] for k in keep if k in c}
     if c.get(HASHES):
         out["hashes"] = ";".join(c[HASHES])

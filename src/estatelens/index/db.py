@@ -68,6 +68,9 @@ photos = Table("photos", metadata,
                Column("exposure", Float),
                Column("tilt_degrees", Float),
                Column("colour_cast", Float),
+               Column("watermark", String(4), index=True),  # "yes" or "no" (watermarks/detector.py)
+               Column("watermark_probability", Float),
+               Column("watermark_box", Text),  # x0 y0 x1 y1 as fractions of the photo
                Column("faces", Integer),  # NULL: not looked for (index --faces)
                Column("face_boxes", Text),
                Column("hashes", Text),  # the photo's four pHashes, hex, ";"-joined (checks/duplicates.py)
@@ -176,7 +179,9 @@ _ADDED_COLUMNS = [("photos", "unusual", "FLOAT"), ("photos", "also", "TEXT"), ("
                   ("photos", "quality", "VARCHAR(8)"), ("photos", "quality_reasons", "TEXT"),
                   ("photos", "sharpness", "FLOAT"), ("photos", "exposure", "FLOAT"), ("photos", "tilt_degrees", "FLOAT"),
                   ("photos", "colour_cast", "FLOAT"), ("photos", "faces", "INTEGER"), ("photos", "face_boxes", "TEXT"),
-                  ("photos", "hashes", "TEXT"), ("photos", "duplicate_group", "INTEGER")]
+                  ("photos", "hashes", "TEXT"), ("photos", "duplicate_group", "INTEGER"),
+                  ("photos", "watermark", "VARCHAR(4)"), ("photos", "watermark_probability", "FLOAT"),
+                  ("photos", "watermark_box", "TEXT")]
 
 
 def _upgrade(engine: Engine) -> None:

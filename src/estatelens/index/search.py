@@ -11,8 +11,9 @@ A query is words and filters, in any order:
   column named `price_usd` answers to `price` where no column is called `price`; with a value
   model, `value<500000` and `price/value<0.9` filter on the estimate);
 - the listing checks, where the index was built with `--checks`: `quality=fail` (or `=pass`),
-  `faces>0`, and `duplicates` (a photo with a near copy anywhere in the index; `duplicates=across`:
-  one whose copy is in another listing, a sign of a copied listing);
+  `faces>0`, `watermark=yes` (or `=no`, or on its probability: `watermark>0.8`; with
+  `--watermarks`), and `duplicates` (a photo with a near copy anywhere in the index;
+  `duplicates=across`: one whose copy is in another listing, a sign of a copied listing);
 - "without", "no", "utan" before a word negate it (`kitchen without fireplace`);
 - a word such as "listings", "houses", "homes" or "bostäder" (or level="listing") asks for
   listings instead of photos: each word and photo filter must be met by some photo of the listing
@@ -70,6 +71,7 @@ COLUMN_ALIASES = {"pris": "price", "utgångspris": "price", "boarea": "area", "y
                   "postnummer": "zipcode", "zip": "zipcode", "price/value": "price_to_value",
                   "pris/värde": "price_to_value", "värde": "value", "estimate": "value"}
 ROOM_FIELDS = {"room", "room_type", "rumstyp"}
+WATERMARK_WORDS = {"watermark", "watermarks", "watermarked", "logo", "vattenmärke", "vattenmärkt"}
 DUPLICATE_WORDS = {"duplicate", "duplicates", "duplicated", "reused", "copies", "dubbletter", "dubblett"}
 LISTING_FIELDS = {"listing", "listing_id", "house_id", "annons"}
 OPS = ("!=", ">=", "<=", "=", "<", ">", ":")
@@ -253,6 +255,15 @@ def _add_filter(q: Query, vocab: Vocabulary, phrases: dict, name: str, op: str, 
         fail = (value in ("fail", "bad")) == (op == "=")
         q.terms.append(Term("check", "quality", "fail" if fail else "pass", said=said))
         return
+    if name in WATERMARK_WORDS:
+        if value in ("yes", "no") and op in ("=", "!="):
+            q.terms.append(Term("check", "watermark", "yes" if (value == "yes") == (op == "=") else "no", said=said))
+            return
+        v = as_number(value)
+        if v is None or not 0.0 <= v <= 1.0:
+            raise QueryError(f"{said}: use watermark=yes, watermark=no, or compare its probability (watermark>0.8)")
+        q.terms.append(Term("check", "watermark_probability", op, v, said=said))
+        return
     if name in ("faces", "face", "ansikten"):
         v = as_number(value)
         if v is None or v < 0:
@@ -288,7 +299,7 @@ def _add_filter(q: Query, vocab: Vocabulary, phrases: dict, name: str, op: str, 
         return
     column = vocab.column(name)
     if column is None:
-        known = ", ".join(["room", "listing", "corrected", "quality", "faces", "duplicates", *vocab.attributes,
+        known = ", ".join(["room", "listing", "corrected", "quality", "watermark", "faces", "duplicates", *vocab.attributes,
                            *vocab.columns])
         raise QueryError(f"{said}: no field {name!r} in this index (fields: {known})")
     q.listing_filters.append(ListingFilter(column, op, value, said))
@@ -320,7 +331,9 @@ def _term_sql(term: Term, n: int, from_):
         return (from_, or_(first, P.c.also.in_(names)),
                 case((first, _room_confidence()), else_=P.c.also_probability * 0.5))
     if term.kind == "check":
-        return from_, _check_condition(term, n), literal(1.0)
+        # The likeliest watermarks first; every other check is a plain filter.
+        score = P.c.watermark_probability if term.name == "watermark" and term.op == "yes" else literal(1.0)
+        return from_, _check_condition(term, n), score
     a = db.attributes.alias(f"a{n}")
     from_ = from_.join(a, and_(a.c.photo_id == P.c.id, a.c.name == term.name))
     if term.op == "yes":
@@ -336,6 +349,10 @@ def _check_condition(term: Term, n: int):
         return P.c.quality == term.op
     if term.name == "faces":
         return _compare(P.c.faces, term.op, term.value)
+    if term.name == "watermark":
+        return P.c.watermark == term.op
+    if term.name == "watermark_probability":
+        return _compare(P.c.watermark_probability, term.op, term.value)
     if term.op in ("yes", "no"):
         return P.c.duplicate_group.is_not(None) if term.op == "yes" else (P.c.hashes.is_not(None) & P.c.duplicate_group.is_(None))
     other = P.alias(f"d{n}")  # the same group, another listing
@@ -519,22 +536,25 @@ def _checks_record(r, group: list[dict]) -> dict | None:
     return {"quality": r.quality, "quality_reasons": [x for x in (r.quality_reasons or "").split("; ") if x],
             "sharpness": rnd(r.sharpness), "exposure": rnd(r.exposure), "tilt_degrees": rnd(r.tilt_degrees),
             "colour_cast": rnd(r.colour_cast), "faces": r.faces, "face_boxes": r.face_boxes,
+            "watermark": r.watermark, "watermark_probability": rnd(r.watermark_probability),
+            "watermark_box": r.watermark_box,
             "duplicate_group": r.duplicate_group, "duplicates": [c["id"] for c in copies],
             "duplicate_listings": other_listings}
 
 
 def publishability(photos: list[dict]) -> dict | None:
-    """A listing's photos against a portal's checks: how many fail quality, show faces, or are
-    copies of photos in other listings; None where none of its photos was checked."""
+    """A listing's photos against a portal's checks: how many fail quality, carry a watermark, show
+    faces, or are copies of photos in other listings; None where none of its photos was checked."""
     checked = [p["checks"] for p in photos if p.get("checks")]
     if not checked:
         return None
     summary = {"checked": len(checked),
                "quality_fail": sum(c["quality"] == "fail" for c in checked),
+               "with_watermark": sum(c.get("watermark") == "yes" for c in checked),
                "with_faces": sum(bool(c["faces"]) for c in checked),
                "duplicates_within": sum(bool(c["duplicates"]) and not c["duplicate_listings"] for c in checked),
                "copied_from_other_listings": sum(bool(c["duplicate_listings"]) for c in checked)}
-    summary["publishable"] = not (summary["quality_fail"] or summary["with_faces"]
+    summary["publishable"] = not (summary["quality_fail"] or summary["with_watermark"] or summary["with_faces"]
                                   or summary["copied_from_other_listings"])
     return summary
 

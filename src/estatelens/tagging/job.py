@@ -44,18 +44,19 @@ class TagJob:
     crops: str | None = None  # crop model (tag --crops [MODEL]): adds cropped_probability and the rectangle
     checks: bool = False  # tag --checks: photo quality and duplicate groups (checks/)
     faces: bool = False  # tag --faces: face count and boxes too (implies checks)
+    watermarks: bool = False  # tag --watermarks: the watermark network too (implies checks)
     blur_faces: str | None = None  # tag --blur-faces DIR: copies of photos with faces, the faces blurred
     min_size: tuple[int, int] | None = None  # the portal's minimum (long side, short side) for quality
 
     def __post_init__(self):
         self.faces = self.faces or bool(self.blur_faces)
-        self.checks = self.checks or self.faces
+        self.checks = self.checks or self.faces or self.watermarks
 
     def checker(self):
         """The checks run on every decoded photo, or None without --checks."""
         from ..checks.photo import make_checker
 
-        return make_checker(self.checks, self.faces, self.min_size)
+        return make_checker(self.checks, self.faces, self.min_size, self.watermarks)
 
     def settings(self, bundle: ModelBundle) -> dict:
         """What must match for a journal to be resumed."""
@@ -66,7 +67,7 @@ class TagJob:
                 "link": self.link, "min_confidence": self.min_confidence,
                 "explain": os.path.abspath(self.explain) if self.explain else None,
                 "crops": _crop_model_key(self.crops),
-                "checks": [self.checks, self.faces, list(self.min_size or ()),
+                "checks": [self.checks, self.faces, self.watermarks, list(self.min_size or ()),
                            os.path.abspath(self.blur_faces) if self.blur_faces else None]}
 
 
@@ -85,13 +86,14 @@ class TagSummary:
 
 
 def columns(sort_into: bool, heads: Sequence[AttributeHead] = (), explain: bool = False,
-            crops: bool = False, checks: bool = False, faces: bool = False, blur_faces: bool = False) -> list[str]:
+            crops: bool = False, checks: bool = False, faces: bool = False, blur_faces: bool = False,
+            watermarks: bool = False) -> list[str]:
     """The output's columns: a row's own (TagRow.to_dict is the one place they are named)."""
     from ..checks.photo import check_columns
     from ..crops.detector import CROP_COLUMNS
 
     return (list(TagRow("", "").to_dict(heads)) + (list(CROP_COLUMNS) if crops else [])
-            + (check_columns(faces) if checks else []) + (["blurred_to"] if blur_faces else [])
+            + (check_columns(faces, watermarks) if checks else []) + (["blurred_to"] if blur_faces else [])
             + (["sorted_to"] if sort_into else []) + (["heatmaps"] if explain else []))
 
 
@@ -186,7 +188,7 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
             yield record
 
     write_rows(out, final_rows(), columns(bool(job.sort_into), bundle.attributes, bool(job.explain), bool(job.crops),
-                                          job.checks, job.faces, bool(job.blur_faces)))
+                                          job.checks, job.faces, bool(job.blur_faces), job.watermarks))
     journal.unlink()
     n_ok = sum(counts.values())
     return TagSummary(str(out), n_rows, n_ok, n_rows - n_ok, n_resumed, seconds,
@@ -199,6 +201,8 @@ def _count_checks(counts: Counter, record: dict) -> None:
         counts["quality fail"] += 1
         for reason in (record.get("quality_reasons") or "").split("; "):
             counts["  " + reason.split(" (")[0]] += 1
+    if record.get("watermark") == "yes":
+        counts["with a watermark"] += 1
     if record.get("faces"):
         counts["with faces"] += 1
     if record.get("duplicate_group") is not None:

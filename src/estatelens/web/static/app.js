@@ -13,7 +13,7 @@
 
 const TOKEN_KEY = "estatelens.token";
 const PER_PAGE = 24;
-const CHECK_FILTERS = ["quality=fail", "duplicates", "duplicates=across", "faces>0"];  // the Checks select's options
+const CHECK_FILTERS = ["quality=fail", "watermark=yes", "duplicates", "duplicates=across", "faces>0"];  // the Checks select's options
 
 const state = {
   vocab: { rooms: [], attributes: [], listing_columns: [], synonyms: {} },
@@ -313,6 +313,8 @@ function describeTerm(t) {
   if (t.kind === "check") {
     if (t.name === "quality") return `quality: ${t.op}`;
     if (t.name === "faces") return `faces ${t.op} ${t.value}`;
+    if (t.name === "watermark") return `watermark: ${t.op}`;
+    if (t.name === "watermark_probability") return `watermark ${t.op} ${t.value}`;
     return { yes: "near duplicates", no: "no near duplicates", across: "copied from another listing",
       "not across": "not copied from another listing" }[t.op] || `duplicates ${t.op}`;
   }
@@ -424,6 +426,10 @@ function checkBadges(c) {
     badges.push(h("span", { class: "badge check", testid: "check-quality", title: c.quality_reasons.join("; ") },
       c.quality_reasons.map((r) => r.split(" (")[0]).join(", ")));
   }
+  if (c.watermark === "yes") {
+    badges.push(h("span", { class: "badge check", testid: "check-watermark",
+      title: `watermark or overlaid text (probability ${c.watermark_probability})` }, "watermark"));
+  }
   if (c.faces) badges.push(h("span", { class: "badge check", testid: "check-faces" }, `${c.faces} face${c.faces > 1 ? "s" : ""}`));
   if (c.duplicate_listings.length) {
     badges.push(h("span", { class: "badge check alarm", testid: "check-duplicate",
@@ -441,7 +447,9 @@ function checksSection(c) {
   const rows = [
     ["Quality", c.quality === "fail" ? `fails: ${c.quality_reasons.join("; ")}` : "passes"],
     ["Sharpness", num(c.sharpness)], ["Exposure", num(c.exposure, " stops")], ["Tilt", num(c.tilt_degrees, "°")],
-    ["Colour cast", num(c.colour_cast)], ["Faces", c.faces == null ? "not looked for" : String(c.faces)],
+    ["Colour cast", num(c.colour_cast)],
+    ["Watermark", c.watermark == null ? "not looked for" : `${c.watermark} (probability ${num(c.watermark_probability)})`],
+    ["Faces", c.faces == null ? "not looked for" : String(c.faces)],
   ];
   const copies = c.duplicates.length
     ? h("p", { testid: "photo-duplicates" }, "Near copies: ",
@@ -457,6 +465,7 @@ function publishBox(c) {
   if (!c) return null;
   const problems = [];
   if (c.quality_fail) problems.push(`${c.quality_fail} photo${c.quality_fail > 1 ? "s" : ""} fail quality`);
+  if (c.with_watermark) problems.push(`${c.with_watermark} carry a watermark`);
   if (c.with_faces) problems.push(`${c.with_faces} show faces`);
   if (c.copied_from_other_listings) problems.push(`${c.copied_from_other_listings} also in other listings`);
   if (c.duplicates_within) problems.push(`${c.duplicates_within} near copies within the listing`);

@@ -1,0 +1,1 @@
+"""Watermarks, overlaid text and logos on listing photos (issue 16, item 1)."""

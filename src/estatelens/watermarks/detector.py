@@ -1,0 +1,75 @@
+"""Running the watermark network (train.py) on photos: a probability per photo and where.
+
+The bundled network (src/estatelens/bundled/watermark.onnx, with watermark.json) reads the photo
+at the listing checks' working size (short side 256) and gives a logit per 8 x 8 cell; the photo's
+probability is that of its most confident cell, and the box is the bounding box of the cells above
+the photo threshold around that cell (as fractions of the photo). The shipped threshold and how it
+was chosen are in watermark.json (benchmarks/watermark.py)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+BUNDLED = Path(__file__).resolve().parents[1] / "bundled"
+MODEL = BUNDLED / "watermark.onnx"
+INFO = BUNDLED / "watermark.json"
+WATERMARK_COLUMNS = ["watermark_probability", "watermark", "watermark_box"]
+
+
+@dataclass
+class WatermarkResult:
+    probability: float
+    box: tuple[float, float, float, float] | None  # x0 y0 x1 y1 as fractions of the photo
+    cells: np.ndarray  # (rows, cols) probabilities: the heatmap
+
+
+@lru_cache(maxsize=4)
+def _session(path: str):
+    from ..bundle import onnx_session
+
+    return onnx_session(path, threads=1)  # run in the tagger's decoding threads, one core each
+
+
+class WatermarkDetector:
+    def __init__(self, model: str | os.PathLike | None = None, threshold: float | None = None):
+        self.model = Path(model) if model else MODEL
+        if not self.model.is_file():
+            raise FileNotFoundError(f"{self.model}: no watermark network there (estatelens ships one in {MODEL})")
+        info_path = self.model.with_suffix(".json")
+        self.info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        self.threshold = float(threshold if threshold is not None else self.info.get("threshold", 0.5))
+        self.side = int(self.info.get("side", 256))
+
+    def detect(self, rgb: np.ndarray) -> WatermarkResult:
+        """`rgb`: a uint8 (H, W, 3) photo at the working size (short side `side`)."""
+        x = (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        cells = _session(str(self.model)).run(None, {"image": np.ascontiguousarray(x)})[0][0, 0]
+        p = 1.0 / (1.0 + np.exp(-cells.astype(np.float64)))
+        prob = float(p.max())
+        return WatermarkResult(prob, self._box(p) if prob >= self.threshold else None, p)
+
+    def _box(self, p: np.ndarray) -> tuple[float, float, float, float]:
+        """The cells above half the threshold that touch the most confident cell (4-connected)."""
+        rows, cols = p.shape
+        hot = p >= self.threshold / 2
+        start = np.unravel_index(int(p.argmax()), p.shape)
+        seen, todo = {start}, [start]
+        while todo:
+            r, c = todo.pop()
+            for rr, cc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if 0 <= rr < rows and 0 <= cc < cols and hot[rr, cc] and (rr, cc) not in seen:
+                    seen.add((rr, cc))
+                    todo.append((rr, cc))
+        rs, cs = [r for r, _ in seen], [c for _, c in seen]
+        return (min(cs) / cols, min(rs) / rows, (max(cs) + 1) / cols, (max(rs) + 1) / rows)
+
+    def columns(self, rgb: np.ndarray) -> dict:
+        r = self.detect(rgb)
+        return {"watermark_probability": round(r.probability, 4),
+                "watermark": "yes" if r.probability >= self.threshold else "no",
+                "watermark_box": " ".join(f"{v:.3f}" for v in r.box) if r.box else None}

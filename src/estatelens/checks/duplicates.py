@@ -182,6 +182,14 @@ def group(photos: Sequence[Photo], pairs: Iterable[Pair]) -> Groups:
     return Groups(list(photos), pairs, {i: n for n, ms in enumerate(ordered, start=1) for i in ms})
 
 
+def hash_groups(names: Sequence[str], hashes: Sequence[Sequence[str]]) -> dict[int, int]:
+    """Position -> duplicate group (1, 2, ...) of the photos that have a near copy among them, from
+    their stored pHashes (hex, as `photo_hashes` gives them) alone: the rule `tag --checks` and the
+    index use, without the embedding confirmation. Groups are numbered by `names`."""
+    photos = [Photo(n, hashes=tuple(int(h, 16) for h in hs)) for n, hs in zip(names, hashes)]
+    return group(photos, find_pairs(photos, cosine=None)).group_of
+
+
 def hash_photos(photos: Sequence[Photo], progress: bool = False) -> None:
     """Fill each photo's hashes in place; an unusable file gets its reason as status."""
     from tqdm import tqdm

@@ -236,16 +236,14 @@ def group_duplicates(engine) -> int:
     photo without a near copy), from the pHashes the checks stored: every photo against every
     other, so a photo indexed today is found again in a listing indexed last month. Returns the
     number of groups."""
-    from ..checks.duplicates import Photo, find_pairs, group
+    from ..checks.duplicates import hash_groups
 
     P = db.photos
     with engine.connect() as conn:
         rows = conn.execute(select(P.c.id, P.c.path_key, P.c.hashes).where(P.c.status == "ok", P.c.hashes.is_not(None))
                             .order_by(P.c.id)).all()
-    photos = [Photo(r.path_key, hashes=tuple(int(h, 16) for h in r.hashes.split(";"))) for r in rows]
-    groups = group(photos, find_pairs(photos, cosine=None))
     by_group: dict[int, list[int]] = {}
-    for i, g in groups.group_of.items():
+    for i, g in hash_groups([r.path_key for r in rows], [r.hashes.split(";") for r in rows]).items():
         by_group.setdefault(g, []).append(rows[i].id)
 
     def write() -> None:

@@ -233,16 +233,12 @@ def _blur(row: TagRow, root: Path) -> str | None:
 def _duplicate_groups(journal: Path) -> dict[str, int]:
     """Photo key -> duplicate group (1, 2, ...) for the photos of the run that have a near
     duplicate among them (pHashes only: checks/duplicates.py's rule without the embeddings)."""
-    from ..checks.duplicates import Photo, find_pairs, group
+    from ..checks.duplicates import hash_groups
     from ..checks.photo import HASHES
 
-    keys, photos = [], []
-    for record in _journal_records(journal):
-        if record.get(HASHES):
-            keys.append(record.get("_key") or record["path"])
-            photos.append(Photo(record["path"], hashes=tuple(int(h, 16) for h in record[HASHES])))
-    groups = group(photos, find_pairs(photos, cosine=None))
-    return {keys[i]: g for i, g in groups.group_of.items()}
+    records = [r for r in _journal_records(journal) if r.get(HASHES)]
+    groups = hash_groups([r["path"] for r in records], [r[HASHES] for r in records])
+    return {records[i].get("_key") or records[i]["path"]: g for i, g in groups.items()}
 
 
 def _flush(jf, pending: list[str]) -> None:

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import SHARED_DATA, has_shared_data
-from estatelens.watermarks.detector import MODEL, WatermarkDetector
+from estatelens.watermarks.detector import MODEL, WatermarkDetector, to_input
 from estatelens.watermarks.generator import KINDS, font, make_sample, overlay
-from estatelens.watermarks.train import cell_targets, to_input
+from estatelens.watermarks.train import cell_targets
 
 
 def photo(seed: int = 0, size=(384, 256)) -> Image.Image:

@@ -78,8 +78,9 @@ def export_onnx(model, size: int, path: str | os.PathLike, softmax: bool = True,
 
 
 def torchscript_onnx_export(net, inputs: tuple, path: str | os.PathLike, input_names: list[str],
-                            output_names: list[str]) -> None:
-    """torch.onnx.export with the TorchScript exporter, a dynamic batch dimension, opset 17.
+                            output_names: list[str], dynamic: dict[str, dict[int, str]] | None = None) -> None:
+    """torch.onnx.export with the TorchScript exporter, a dynamic batch dimension (and the other
+    dynamic axes in `dynamic`, by tensor name: {"image": {2: "height"}}), opset 17.
 
     Kept on purpose, with its deprecation warnings silenced here and nowhere else: on this
     project's networks the torch.export ("dynamo") exporter gave the same outputs (max difference
@@ -94,7 +95,8 @@ def torchscript_onnx_export(net, inputs: tuple, path: str | os.PathLike, input_n
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
         torch.onnx.export(net, inputs, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes={n: {0: "batch"} for n in [*input_names, *output_names]},
+                          dynamic_axes={n: {0: "batch", **(dynamic or {}).get(n, {})}
+                                        for n in [*input_names, *output_names]},
                           opset_version=17, dynamo=False)
 
 

@@ -28,6 +28,13 @@ class WatermarkResult:
     cells: np.ndarray  # (rows, cols) probabilities: the heatmap
 
 
+def to_input(image) -> np.ndarray:
+    """An RGB photo (PIL image or uint8 (H, W, 3) array) -> (3, H, W) float32 in [-1, 1], as the
+    network reads it (training and tagging alike)."""
+    a = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
 @lru_cache(maxsize=4)
 def _session(path: str):
     from ..bundle import onnx_session
@@ -47,26 +54,34 @@ class WatermarkDetector:
 
     def detect(self, rgb: np.ndarray) -> WatermarkResult:
         """`rgb`: a uint8 (H, W, 3) photo at the working size (short side `side`)."""
-        x = (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
-        cells = _session(str(self.model)).run(None, {"image": np.ascontiguousarray(x)})[0][0, 0]
+        cells = _session(str(self.model)).run(None, {"image": to_input(rgb)[None]})[0][0, 0]
         p = 1.0 / (1.0 + np.exp(-cells.astype(np.float64)))
         prob = float(p.max())
         return WatermarkResult(prob, self._box(p) if prob >= self.threshold else None, p)
 
     def _box(self, p: np.ndarray) -> tuple[float, float, float, float]:
         """The cells above half the threshold that touch the most confident cell (4-connected)."""
+        from ..checks.quality import _cv2
+
         rows, cols = p.shape
-        hot = p >= self.threshold / 2
-        start = np.unravel_index(int(p.argmax()), p.shape)
-        seen, todo = {start}, [start]
-        while todo:
-            r, c = todo.pop()
-            for rr, cc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-                if 0 <= rr < rows and 0 <= cc < cols and hot[rr, cc] and (rr, cc) not in seen:
-                    seen.add((rr, cc))
-                    todo.append((rr, cc))
-        rs, cs = [r for r, _ in seen], [c for _, c in seen]
-        return (min(cs) / cols, min(rs) / rows, (max(cs) + 1) / cols, (max(rs) + 1) / rows)
+        _, labels = _cv2().connectedComponents((p >= self.threshold / 2).astype(np.uint8), connectivity=4)
+        rs, cs = np.nonzero(labels == labels.flat[int(p.argmax())])
+        return (cs.min() / cols, rs.min() / rows, (cs.max() + 1) / cols, (rs.max() + 1) / rows)
+
+    def score_files(self, paths) -> list[float | None]:
+        """Each photo's probability, read as `tag --checks` reads it (None: not a usable photo)."""
+        from ..checks.quality import work_image
+        from ..data.images import PhotoError, read_photo
+
+        out: list[float | None] = []
+        for p in paths:
+            try:
+                im, _ = read_photo(str(p), self.side)
+            except PhotoError:
+                out.append(None)
+                continue
+            out.append(self.detect(work_image(im, self.side)).probability)
+        return out
 
     def columns(self, rgb: np.ndarray) -> dict:
         r = self.detect(rgb)

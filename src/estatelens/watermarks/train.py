@@ -2,8 +2,8 @@
 
     python -m estatelens.watermarks.train CLEAN_FOLDER... --val FOLDER... --out runs/watermark [--epochs 12]
 
-CLEAN_FOLDER: photos taken to carry no watermark (a few percent of web photos do: see
-`--drop-top`). Photos listed in data/labels/watermark.csv (the real, eye-labelled evaluation set)
+CLEAN_FOLDER: photos taken to carry no watermark (web photos often do: see `--drop` and
+`write_drop_list`). Photos listed in data/labels/watermark.csv (the real, eye-labelled evaluation set)
 are never used. Half of the samples get an overlay; the dense target is the overlay's mask pooled
 to the network's 8 x 8 cells, and the photo target whether any cell is covered. The network's
 ImageNet trunk is frozen, so each photo gives one sample whose trunk features are computed once;
@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import is_image_name
+from ..tagging.core import iter_input_paths
+from .detector import to_input
 from .generator import make_sample
 from .model import STRIDE
 
@@ -32,11 +34,8 @@ LABELS = Path(__file__).resolve().parents[3] / "data" / "labels" / "watermark.cs
 
 
 def list_photos(folders: list[str], exclude: set[str]) -> list[str]:
-    out = []
-    for folder in folders:
-        for root, _, files in os.walk(folder):
-            out += [os.path.join(root, f) for f in sorted(files) if is_image_name(f)]
-    return sorted(p for p in set(out) if os.path.realpath(p) not in exclude)
+    """The photos in `folders` (walked as `tag` walks them), but those whose real path is in `exclude`."""
+    return sorted({p for p in iter_input_paths(folders) if is_image_name(p) and os.path.realpath(p) not in exclude})
 
 
 def labelled_paths(labels: Path = LABELS) -> set[str]:
@@ -46,12 +45,6 @@ def labelled_paths(labels: Path = LABELS) -> set[str]:
     data = labels.parents[2].parent / "shared" / "data"
     with open(labels, newline="", encoding="utf-8") as f:
         return {os.path.realpath(data / r["path"]) for r in csv.DictReader(f)}
-
-
-def to_input(image) -> np.ndarray:
-    """RGB PIL image -> (3, H, W) float32 in [-1, 1], as the network reads it."""
-    a = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
 def cell_targets(mask: np.ndarray) -> np.ndarray:
@@ -135,17 +128,13 @@ def evaluate(head, feats, targets, kinds) -> dict:
 
 
 def export_onnx(net, path: Path) -> None:
-    import warnings
-
     import torch
 
-    net.eval()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(net, (torch.zeros(1, 3, SIDE, SIDE * 3 // 2),), str(path), input_names=["image"],
-                          output_names=["cells"], opset_version=17, dynamo=False,
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "cells": {0: "batch", 2: "rows", 3: "cols"}})
+    from ..bundle import torchscript_onnx_export
+
+    with torch.no_grad():
+        torchscript_onnx_export(net.eval(), (torch.zeros(1, 3, SIDE, SIDE * 3 // 2),), path, ["image"], ["cells"],
+                                {"image": {2: "height", 3: "width"}, "cells": {2: "rows", 3: "cols"}})
 
 
 def write_drop_list(model: str, folders: list[str], out: str, above: float = 0.5, keep: str = "exteriors-spb") -> int:
@@ -153,21 +142,11 @@ def write_drop_list(model: str, folders: list[str], out: str, above: float = 0.5
     watermarks of their own, which would teach the next network to call marks clean), written to
     `out` for --drop; photos whose path contains `keep` stay (street fronts: scene-text negatives).
     Returns how many."""
-    from ..checks.quality import work_image
-    from ..data.images import PhotoError, read_photo
     from .detector import WatermarkDetector
 
-    det = WatermarkDetector(model)
-    dropped = []
-    for p in list_photos(folders, labelled_paths()):
-        if keep and keep in p:
-            continue
-        try:
-            im, _ = read_photo(p, SIDE)
-        except PhotoError:
-            continue
-        if det.detect(work_image(im, SIDE)).probability >= above:
-            dropped.append(p)
+    paths = [p for p in list_photos(folders, labelled_paths()) if not (keep and keep in p)]
+    scores = WatermarkDetector(model).score_files(paths)
+    dropped = [p for p, s in zip(paths, scores) if s is not None and s >= above]
     Path(out).write_text("".join(p + "\n" for p in dropped), encoding="utf-8")
     return len(dropped)
 

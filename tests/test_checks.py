@@ -283,3 +283,43 @@ def test_api_photo_checks_and_listing_publishability(checked_index, tmp_path):
         face = next(p for p in l2["photos"] if p["path"].endswith("face.jpg"))
         assert client.get(f"/api/photos/{face['id']}").json()["checks"]["faces"] == 1
         assert client.get("/api/search", params={"q": "quality=fail"}).json()["total"] == 2
+
+
+def test_an_upload_is_checked_like_the_index_it_joins(checked_index, tmp_path):
+    """An index built with the checks checks its uploads too: quality and faces are stored, and a
+    re-upload of a listing's photo joins that photo's duplicate group (the index is not regrouped);
+    a blurred upload fails quality."""
+    import io
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from estatelens.web import create_app
+
+    db = tmp_path / "listings.db"
+    with sqlite3.connect(checked_index[0]) as src, sqlite3.connect(db) as out:
+        src.backup(out)
+
+    def jpeg(im: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=80)
+        return buf.getvalue()
+
+    app = create_app(str(db), token="t", upload_dir=tmp_path / "uploads")
+    auth = {"Authorization": "Bearer t"}
+    with TestClient(app) as client:
+        before = {os.path.basename(r["path"]): r
+                  for r in client.get("/api/search", params={"q": "duplicates"}).json()["results"]}
+        group = client.get(f"/api/photos/{before['room0.jpg']['id']}").json()["checks"]["duplicate_group"]
+        r = client.post("/api/photos", files={"file": ("again.jpg", jpeg(room(10).resize((640, 480))), "image/jpeg")},
+                        data={"listing_id": "L3"}, headers=auth)
+        assert r.status_code == 201
+        checks = r.json()["checks"]
+        assert checks["quality"] == "pass" and checks["faces"] == 0 and checks["duplicate_group"] == group
+        assert client.get("/api/search", params={"q": "duplicates"}).json()["total"] == 3
+        assert client.get("/api/listings/L3").json()["checks"]["copied_from_other_listings"] == 1
+
+        fresh = client.post("/api/photos", files={"file": ("new.jpg", jpeg(room(40).filter(ImageFilter.GaussianBlur(7))),
+                                                           "image/jpeg")}, headers=auth).json()
+        assert fresh["checks"]["quality"] == "fail" and fresh["checks"]["quality_reasons"][0].startswith("blurred")
+        assert fresh["checks"]["duplicate_group"] is None

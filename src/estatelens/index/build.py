@@ -257,6 +257,59 @@ def group_duplicates(engine) -> int:
     return len(by_group)
 
 
+def checks_held(engine) -> tuple[bool, bool, bool]:
+    """Which listing checks this index holds: (quality and duplicates: any photo checked, faces: any
+    photo looked at for faces, watermarks: the same), what a photo added later, such as an
+    upload, is checked for, so that it reads like its neighbours."""
+    P = db.photos
+    with engine.connect() as conn:
+        def any_(column) -> bool:
+            return conn.execute(select(P.c.id).where(column.is_not(None)).limit(1)).first() is not None
+
+        return any_(P.c.quality), any_(P.c.faces), any_(P.c.watermark)
+
+
+def link_duplicates(engine, photo_id: int) -> int | None:
+    """Put one newly added photo into the index's duplicate groups without regrouping the rest: it
+    is compared with every other checked photo (one row against all, by the rule `group_duplicates`
+    uses), joins the group of its near copies (merging their groups where it links several) or
+    starts a new one with them. Returns its group, or None without a near copy. The next
+    `estatelens index --checks` renumbers all groups as usual."""
+    import numpy as np
+
+    from ..checks.duplicates import hash_distance, is_duplicate
+
+    P = db.photos
+    with engine.connect() as conn:
+        mine = conn.execute(select(P.c.hashes).where(P.c.id == photo_id)).scalar()
+        if not mine:
+            return None
+        rows = conn.execute(select(P.c.id, P.c.hashes, P.c.duplicate_group)
+                            .where(P.c.status == "ok", P.c.hashes.is_not(None), P.c.id != photo_id)).all()
+        if not rows:
+            return None
+        h = np.array([[int(x, 16) for x in r.hashes.split(";")] for r in rows], dtype=np.uint64)
+        me = np.array([int(x, 16) for x in mine.split(";")], dtype=np.uint64)
+        hit = is_duplicate(hash_distance(me[None, :], h), None)
+        copies = [rows[i] for i in np.flatnonzero(hit)]
+        if not copies:
+            return None
+        groups = sorted({r.duplicate_group for r in copies if r.duplicate_group is not None})
+        top = conn.execute(select(func.max(P.c.duplicate_group))).scalar() or 0
+    group = groups[0] if groups else top + 1
+
+    def write() -> None:
+        with engine.begin() as conn:
+            if len(groups) > 1:
+                conn.execute(update(P).where(P.c.duplicate_group.in_(groups[1:])).values(duplicate_group=group))
+            ids = [photo_id] + [r.id for r in copies]
+            for chunk in db.in_lists(ids):
+                conn.execute(update(P).where(P.c.id.in_(chunk)).values(duplicate_group=group))
+
+    db.retrying(write)
+    return group
+
+
 def photos_with_listing(inputs: list[str], listings: Listings) -> Iterator[tuple[str, str | None]]:
     """(path, listing id or None) for the CSV's photos, then for every file under `inputs` (each once)."""
     seen: set[str] = set()

@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 import uuid
+import warnings
 from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Annotated, Literal
@@ -500,13 +501,30 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
         # Decoding, the network and the database run in a worker thread: the server keeps answering.
         return await run_in_threadpool(store_upload, data, ext, listing_id, file.filename or "upload")
 
+    checkers: dict[tuple[bool, bool, bool], object] = {}
+
+    def upload_checker():
+        """The checks the index holds, run on an upload too (one checker per combination, made once)."""
+        from ..checks.photo import make_checker
+
+        held = build.checks_held(engine)
+        if held not in checkers:
+            checks, faces, watermarks = held
+            try:
+                checkers[held] = make_checker(checks, faces=faces, watermarks=watermarks)
+            except ImportError as e:  # a server without the [checks] extra still tags uploads
+                warnings.warn(f"uploads are tagged without the listing checks this index holds: {e}", stacklevel=1)
+                checkers[held] = None
+        return checkers[held]
+
     def store_upload(data: bytes, ext: str, listing_id: str | None, filename: str) -> dict:
         uploads.mkdir(parents=True, exist_ok=True)
         dest = uploads / f"{uuid.uuid4().hex}{ext}"  # our name, never the client's
         tmp = dest.with_name("." + dest.name + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, dest)
-        rows = list(tag_photos(bundle, [str(dest)], batch_size=1, workers=1))
+        checker = upload_checker()
+        rows = list(tag_photos(bundle, [str(dest)], batch_size=1, workers=1, checks=checker))
         if not rows[0].ok:
             dest.unlink(missing_ok=True)
             raise _invalid(("body", "file"), f"{display_path(filename)}: {rows[0].status}", None)
@@ -514,6 +532,8 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
         info = {build.path_key(str(dest)): (listing_id, (st.st_size, st.st_mtime))}
         (pid,) = build.write_rows(engine, rows, info, model_name, model_version,
                                   {h.name: h.threshold for h in bundle.attributes}, origin="upload")
+        if checker is not None:
+            build.link_duplicates(engine, pid)
         return photo_or_404(pid)
 
     @app.get("/api/listings/{listing_id:path}", summary="One listing: its columns and photos (an id may hold /)",

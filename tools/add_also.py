@@ -13,6 +13,11 @@
    point. The threshold is the lowest at which `also` is right at --precision or better with at
    least 5 right (training/attributes.choose_threshold); without one, no `also` heads are added.
 3. Writes BUNDLE/also/<room>.json and prints what was measured (also kept in each head's info).
+
+A new network proposes other pairs than the one the labels were made for. `--propose OUT.csv
+--photos DIR...` lists the held-apart photos' proposals that no label answers yet, the surest
+first (--top), for labelling by eye (tools/contact_sheets.py OUT.csv): the threshold is decided by
+the surest proposals, so those are the ones to label. The bundle is left unchanged then.
 """
 from __future__ import annotations
 
@@ -52,22 +57,27 @@ def read_eye_labels(path: Path) -> dict[tuple[str, str], bool]:
     return out
 
 
-def calibrate(bundle, heads: dict, labels: dict[tuple[str, str], bool], precision: float) -> dict:
-    photos = sorted({p for p, _ in labels})
-    rooms, embs = [], []
+def score(bundle, heads: dict, photos: list[str]) -> list[tuple[str, str | None, float]]:
+    """(photo, proposed room or None, its cue probability) for each photo that decodes."""
+    rooms, embs, kept = [], [], []
     for pred in predict_stream(bundle, photos, embeddings=True):
         if pred.probs is None:
-            raise ValueError(f"{pred.path}: {pred.status}")
+            print(f"  skipped {pred.path}: {pred.status}")
+            continue
         rooms.append(bundle.classes[int(np.argmax(pred.probs))])
         embs.append(pred.embedding)
-    emb = np.stack(embs)
-    cue_p = {room: head.probability(emb) for room, head in heads.items()}
-    y, p, pairs = [], [], []
-    for photo, (room, prob) in zip(photos, proposals(rooms, cue_p, list(heads))):
+        kept.append(str(pred.path))
+    cue_p = {room: head.probability(np.stack(embs)) for room, head in heads.items()}
+    return [(photo, room, prob) for photo, (room, prob) in zip(kept, proposals(rooms, cue_p, list(heads)))]
+
+
+def calibrate(bundle, heads: dict, labels: dict[tuple[str, str], bool], precision: float) -> dict:
+    photos = sorted({p for p, _ in labels})
+    y, p = [], []
+    for photo, room, prob in score(bundle, heads, photos):
         if room is not None and (photo, room) in labels:
             y.append(int(labels[(photo, room)]))
             p.append(prob)
-            pairs.append((photo, room))
     y_arr, p_arr = np.array(y), np.array(p)
     threshold = choose_threshold(y_arr, p_arr, precision)
     said = p_arr >= threshold if threshold is not None else np.zeros(len(p_arr), dtype=bool)
@@ -79,6 +89,21 @@ def calibrate(bundle, heads: dict, labels: dict[tuple[str, str], bool], precisio
                              for t in np.arange(0.3, 1.0, 0.1)}}
 
 
+def write_proposals(bundle, heads: dict, labels: dict, folders: list[str], out: Path, top: int) -> None:
+    from estatelens.tagging.core import iter_input_paths
+
+    photos = sorted(str(Path(p).resolve()) for p in iter_input_paths(folders))
+    todo = sorted(((prob, photo, room) for photo, room, prob in score(bundle, heads, photos)
+                   if room is not None and (photo, room) not in labels), reverse=True)[:top]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "room_type", "probability"])
+        w.writerows([photo, room, f"{prob:.4f}"] for prob, photo, room in todo)
+    print(f"wrote {len(todo)} unlabelled proposals (probability {todo[-1][0]:.3f} to {todo[0][0]:.3f}) "
+          f"to {out}" if todo else f"no unlabelled proposals: {out} is empty")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle")
@@ -86,7 +111,13 @@ def main() -> None:
     ap.add_argument("--labels", required=True, help="open-plan labels by eye (data/labels/also.csv)")
     ap.add_argument("--precision", type=float, default=0.8,
                     help="precision `also` must reach on the labelled photos (default 0.8)")
+    ap.add_argument("--propose", metavar="OUT_CSV", help=(
+        "instead of adding the heads, list the unlabelled proposals on --photos for labelling by eye"))
+    ap.add_argument("--photos", nargs="+", default=[], help="held-apart photo folders for --propose")
+    ap.add_argument("--top", type=int, default=60, help="how many proposals --propose lists (default 60)")
     args = ap.parse_args()
+    if args.propose and not args.photos:
+        ap.error("--propose needs --photos")
     bundle = load_bundle(args.bundle)
     eye = read_eye_labels(Path(args.labels))  # before the minutes of training: a bad file fails now
     heads = {}
@@ -102,6 +133,9 @@ def main() -> None:
         heads[room] = head
     if len(heads) < 2:
         raise SystemExit(f"{args.bundle}: needs at least two of {', '.join(CUE_OF)} among its room types")
+    if args.propose:
+        write_proposals(bundle, heads, eye, args.photos, Path(args.propose), args.top)
+        return
     report = calibrate(bundle, heads, eye, args.precision)
     print(json.dumps(report, indent=1))
     shutil.rmtree(bundle.path / ALSO_DIR, ignore_errors=True)

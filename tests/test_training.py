@@ -174,6 +174,41 @@ def test_multitask_fine_tuning_learns_an_attribute_from_its_labelled_photos_only
     assert probs.shape == (1, 2)
 
 
+def test_distillation_follows_the_teacher_and_refuses_a_teacher_of_another_kind(tmp_path, stripes_dataset):
+    """--distill: with all the room-type loss on the teacher's soft targets, the student learns what
+    the teacher says, even against the labels: a teacher trained on swapped labels makes a student
+    that swaps them too. A teacher that is another network, or has other classes, is refused."""
+    import shutil
+
+    swapped = tmp_path / "swapped"
+    for label, other in (("horizontal", "vertical"), ("vertical", "horizontal")):
+        shutil.copytree(stripes_dataset / label, swapped / other)
+    base = dict(model="efficientnet_lite0", mode="finetune", epochs=4, image_size=96, views=1,
+                train_from_block=-2, lr=1e-2)
+    teacher = fit(load_collection(swapped, progress=False), tmp_path / "teacher", _config(tmp_path, **base),
+                  log=lambda s: None)
+    col = load_collection(stripes_dataset, progress=False)
+    test = col.split("test") + col.split("val")
+    assert evaluate_bundle(teacher.bundle, test, progress=False, workers=0)["accuracy"] < 0.2
+
+    logs = []
+    student = fit(col, tmp_path / "student", _config(tmp_path, **base, distill=str(teacher.bundle.path),
+                                                     distill_weight=1.0), log=logs.append)
+    assert any("distilling from" in line for line in logs)
+    assert evaluate_bundle(student.bundle, test, progress=False, workers=0)["accuracy"] < 0.2
+    assert load_bundle(student.bundle.path).info["distilled_from"]["weight"] == 1.0
+
+    other = fit(col, tmp_path / "roomnet", _config(tmp_path, epochs=1), log=lambda s: None)
+    with pytest.raises(ValueError, match="roomnet bundle"):
+        fit(col, tmp_path / "bad", _config(tmp_path, **base, distill=str(other.bundle.path)), log=lambda s: None)
+
+
+def test_distillation_loss_is_zero_when_the_student_says_what_the_teacher_says():
+    z = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
+    assert engine.distillation_loss(z, z, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert engine.distillation_loss(z, z.flip(1), 2.0).item() > 0.1
+
+
 def test_multitask_refuses_modes_that_do_not_fine_tune():
     with pytest.raises(ValueError, match="finetune"):
         TrainConfig.from_dict({"mode": "features", "attributes": {"fireplace": ["x.csv"]}})

@@ -14,6 +14,9 @@
 # (default 1). CONTINUE_FROM=BUNDLE trains that bundle's network further instead of starting from
 # ImageNet (train --init; 4 epochs at a third of the learning rate unless EPOCHS / LR say otherwise):
 # with MULTITASK=1, the attributes are learnt while the room types start where the bundle left them.
+# DISTILL=BUNDLE adds that bundle's room-type probabilities as soft targets (train --distill; weight
+# DISTILL_WEIGHT, default 0.5): the 2026-12-02 experiment of keeping the room types while the attributes
+# are learnt (benchmarks/results/multitask.md).
 # FROM_WEIGHTS=BUNDLE skips training: the float network is rebuilt from that bundle's weights.pt and
 # everything after it (int8, scores, heads, rehearsal set, also) is made again (about 20 minutes):
 # how the 2026-12-02 bundle got its 7-bit weights (quantize.py, REDUCE_RANGE).
@@ -31,6 +34,9 @@ if [ "${MULTITASK:-0}" = 1 ]; then
     MULTITASK_OPTIONS=(--attribute "fireplace=$DATA/attributes.csv,data/labels/fireplace.csv"
                        --attribute "balcony=$DATA/attributes.csv"
                        --attribute-loss-weight "${ATTRIBUTE_LOSS_WEIGHT:-1}")
+fi
+if [ -n "${DISTILL:-}" ]; then
+    MULTITASK_OPTIONS+=(--distill "$DISTILL" --distill-weight "${DISTILL_WEIGHT:-0.5}")
 fi
 if [ -n "${CONTINUE_FROM:-}" ]; then
     MULTITASK_OPTIONS+=(--init "$CONTINUE_FROM" --epochs "${EPOCHS:-4}" --lr "${LR:-0.0003}" --warmup-epochs 0.3)

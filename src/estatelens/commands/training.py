@@ -59,6 +59,14 @@ def add_parsers(sub) -> None:
         "afterwards with train-attribute"))
     t.add_argument("--attribute-loss-weight", type=float, default=1.0,
                    help="weight of the attributes' loss beside the room type's (default 1)")
+    t.add_argument("--distill", metavar="BUNDLE", help=(
+        "learn from a teacher too: BUNDLE's room-type probabilities (a model of the same kind and "
+        "classes, with the same frozen blocks) become soft targets beside the labels (knowledge "
+        "distillation)"))
+    t.add_argument("--distill-weight", type=float, default=0.5,
+                   help="share of the teacher's soft-target loss in the room-type loss (default 0.5)")
+    t.add_argument("--distill-temperature", type=float, default=2.0,
+                   help="temperature that softens both networks' logits for that loss (default 2)")
     _add_data_options(t)
     t.set_defaults(func=cmd_train)
 
@@ -179,7 +187,7 @@ def cmd_train(args) -> int:
     keys = ["model", "mode", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
             "label_smoothing", "class_balance", "warmup_epochs", "schedule", "patience", "seed", "image_size",
             "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir",
-            "attribute_loss_weight"]
+            "attribute_loss_weight", "distill", "distill_weight", "distill_temperature"]
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys} | {"attributes": _attribute_sources(args.attribute)})
     out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
     collection = _load_data(args)

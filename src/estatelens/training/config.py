@@ -40,6 +40,9 @@ class TrainConfig:
     cache_dir: str | None = None       # where frozen-prefix outputs are cached
     attributes: dict | None = None     # multi-task: attribute name -> [label CSVs or folders]
     attribute_loss_weight: float = 1.0  # weight of the attributes' masked loss beside room type's
+    distill: str | None = None         # teacher bundle: its room-type probabilities are soft targets
+    distill_weight: float = 0.5        # share of the teacher's loss in the room-type loss
+    distill_temperature: float = 2.0   # softening of both networks' logits for that loss
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -57,6 +60,11 @@ class TrainConfig:
         if self.attributes and self.mode != "finetune":
             raise ValueError("attributes (multi-task training) shape the embedding while fine-tuning; "
                              "use --mode finetune, or train-attribute for a head on a frozen embedding")
+        if self.distill and self.mode != "finetune":
+            raise ValueError("distillation (distill) learns from a teacher's outputs on the cached frozen-prefix "
+                             "outputs; use --mode finetune")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise ValueError("distill_weight must be between 0 and 1 and distill_temperature above 0")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be at least 1")
 

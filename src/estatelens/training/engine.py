@@ -106,10 +106,21 @@ def class_weights(labels: list[int], n_classes: int, balance: str) -> torch.Tens
     return w * counts.sum() / (w * counts).sum()
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: KL(teacher || student) on logits softened by `temperature`,
+    times temperature^2 so that its gradients keep the scale of the hard-label loss."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student.float() / t, 1), F.log_softmax(teacher.float() / t, 1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
 def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *, smoothing: float,
                     bf16: bool, desc: str, total: int, deadline: float | None = None,
                     weight: torch.Tensor | None = None, attributes: AttributeTargets | None = None,
-                    attribute_weight: float = 1.0) -> dict:
+                    attribute_weight: float = 1.0, teacher: nn.Module | None = None,
+                    distill_weight: float = 0.5, distill_temperature: float = 2.0) -> dict:
+    """One pass over `batches`. With a teacher (a module reading the same inputs), the room-type
+    loss is (1 - distill_weight) x the labels' loss + distill_weight x the teacher's soft-target loss."""
     model.train()
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
     attr_sum, attr_batches = 0.0, 0
@@ -121,6 +132,11 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(x)
                 loss, logits = _loss(out, y, smoothing, weight)
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x)
+                    loss = ((1 - distill_weight) * loss
+                            + distill_weight * distillation_loss(logits, soft, distill_temperature))
             if attributes is not None:
                 attr_loss = masked_bce(out.attributes, attributes.values[idx], attributes.pos_weight)
                 loss = loss + attribute_weight * attr_loss
@@ -204,8 +220,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
 
     t_prepare = time.time()
     targets = attribute_targets(train, config.attributes, config.seed, log) if config.attributes else None
-    trainable, param_sets, train_batches, val_batches = _plan(model, config, collection, class_to_idx, pre, log,
-                                                              n_attributes=len(targets.names) if targets else 0)
+    trainable, param_sets, train_batches, val_batches, teacher = _plan(
+        model, config, collection, class_to_idx, pre, log, n_attributes=len(targets.names) if targets else 0)
     prepare_seconds = time.time() - t_prepare
     optimizer = build_optimizer(param_sets, config.weight_decay)
     steps = len(train_batches) * config.epochs
@@ -233,6 +249,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
         _set_epoch(train_batches, epoch - 1, config.seed)
         tr = train_one_epoch(trainable, train_batches, optimizer, scheduler, smoothing=config.label_smoothing,
                              weight=weights, attributes=targets, attribute_weight=config.attribute_loss_weight,
+                             teacher=teacher, distill_weight=config.distill_weight,
+                             distill_temperature=config.distill_temperature,
                              bf16=config.bf16, desc=f"epoch {epoch}/{config.epochs}",
                              total=_count(train_batches), deadline=deadline)
         va = evaluate(trainable, val_batches) if val else {"loss": None, "acc": None}
@@ -278,6 +296,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
         "data": {k: v for k, v in collection.summary().items() if k not in ("skipped", "leakage")},
         **({"multitask": {"attributes": targets.summary, "loss_weight": config.attribute_loss_weight,
                           "labelled": targets.labelled}} if targets else {}),
+        **({"distilled_from": {"bundle": str(config.distill), "weight": config.distill_weight,
+                               "temperature": config.distill_temperature}} if teacher is not None else {}),
     }, temperature=temperature)
     return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds + prepare_seconds,
                      stopped_by, model)
@@ -285,8 +305,9 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
 
 def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log,
           n_attributes: int = 0):
-    """Decide what trains and how batches are fed: (trainable module, [(params, lr)], train, val).
-    With n_attributes, the trainable suffix also outputs that many attribute logits in training."""
+    """Decide what trains and how batches are fed: (trainable module, [(params, lr)], train, val,
+    teacher or None). With n_attributes, the trainable suffix also outputs that many attribute logits
+    in training; with config.distill, the teacher reads the same inputs as the trainable module."""
     train, val = collection.split("train"), collection.split("val")
     from_block = config.train_from_block
     if config.mode == "finetune" and from_block is None:
@@ -306,7 +327,8 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
         val_loader = make_loader(LabelledPhotos(val, class_to_idx, eval_preset(pre), side),
                                  config.batch_size, False, config.workers)
         log(f"training the whole {config.model} ({config.mode}) on {len(train)} photos, streaming")
-        return model, _lr_groups(model, list(model.parameters()), config), train_loader, val_loader
+        teacher = _teacher(config, collection.classes, None, 0, log) if config.distill else None
+        return model, _lr_groups(model, list(model.parameters()), config), train_loader, val_loader, teacher
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -338,8 +360,40 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
     n_train = sum(p.numel() for p in trainable_params)
     log(f"training {n_train / 1e6:.2f} M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
         f"parameters of {config.model} ({config.mode}) on cached frozen-prefix outputs")
+    teacher = _teacher(config, collection.classes, prefix, from_block, log) if config.distill else None
     return (suffix, _lr_groups(model, trainable_params, config, extra_head), batches["train"],
-            batches.get("val", []))
+            batches.get("val", []), teacher)
+
+
+def _teacher(config: TrainConfig, classes: list[str], prefix: nn.Module | None, from_block: int, log) -> nn.Module:
+    """The distillation teacher: config.distill's network, cut where the student is, so that it reads
+    the same (cached) inputs. Its frozen part must be the student's, or its outputs on those inputs
+    would mean nothing."""
+    from ..bundle import load_bundle
+
+    bundle = load_bundle(config.distill)
+    if bundle.classes != classes:
+        raise ValueError(f"{bundle.path}: a teacher must have the student's classes ({', '.join(classes)}), "
+                         f"not {', '.join(bundle.classes)}")
+    name = bundle.info.get("model", config.model)
+    if name != config.model:
+        raise ValueError(f"{bundle.path}: is a {name} bundle; the teacher must be a {config.model} like the student")
+    net = create_model(name, len(classes), pretrained=False)
+    net.load_state_dict(bundle.weights("to distil from"))
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    if prefix is None:
+        teacher = net
+    else:
+        own_prefix, teacher = net.trunk_split(from_block)
+        # an int8 bundle keeps its weights in float16: equal up to that rounding
+        if not all(torch.allclose(a, b, rtol=2e-3, atol=1e-4)
+                   for a, b in zip(_own_parameters(prefix), _own_parameters(own_prefix), strict=True)):
+            raise ValueError(f"{bundle.path}: its frozen blocks differ from the student's; the teacher must "
+                             f"share them to read the cached frozen-prefix outputs")
+    log(f"distilling from {bundle.path} (weight {config.distill_weight}, temperature {config.distill_temperature})")
+    return teacher.eval()
 
 
 def _lr_groups(model: Classifier, params: list, config: TrainConfig, extra_head=()) -> list[tuple[list, float]]:

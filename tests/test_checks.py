@@ -319,6 +319,12 @@ def test_an_upload_is_checked_like_the_index_it_joins(checked_index, tmp_path):
         assert client.get("/api/search", params={"q": "duplicates"}).json()["total"] == 3
         assert client.get("/api/listings/L3").json()["checks"]["copied_from_other_listings"] == 1
 
+        # a copy of a photo that had none starts a new group with it
+        r = client.post("/api/photos", files={"file": ("again1.jpg", jpeg(room(11)), "image/jpeg")}, headers=auth)
+        new_group = r.json()["checks"]["duplicate_group"]
+        assert new_group is not None and new_group != group
+        assert client.get("/api/search", params={"q": "duplicates"}).json()["total"] == 5
+
         fresh = client.post("/api/photos", files={"file": ("new.jpg", jpeg(room(40).filter(ImageFilter.GaussianBlur(7))),
                                                            "image/jpeg")}, headers=auth).json()
         assert fresh["checks"]["quality"] == "fail" and fresh["checks"]["quality_reasons"][0].startswith("blurred")

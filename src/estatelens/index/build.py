@@ -295,11 +295,13 @@ def link_duplicates(engine, photo_id: int) -> int | None:
         if not copies:
             return None
         groups = sorted({r.duplicate_group for r in copies if r.duplicate_group is not None})
-        top = conn.execute(select(func.max(P.c.duplicate_group))).scalar() or 0
-    group = groups[0] if groups else top + 1
+    group = groups[0] if groups else None
 
     def write() -> None:
+        nonlocal group
         with engine.begin() as conn:
+            if not groups:  # a new number, taken in the transaction that uses it
+                group = (conn.execute(select(func.max(P.c.duplicate_group))).scalar() or 0) + 1
             if len(groups) > 1:
                 conn.execute(update(P).where(P.c.duplicate_group.in_(groups[1:])).values(duplicate_group=group))
             ids = [photo_id] + [r.id for r in copies]

@@ -67,6 +67,8 @@ def score(bundle, heads: dict, photos: list[str]) -> list[tuple[str, str | None,
         rooms.append(bundle.classes[int(np.argmax(pred.probs))])
         embs.append(pred.embedding)
         kept.append(str(pred.path))
+    if not kept:
+        return []
     cue_p = {room: head.probability(np.stack(embs)) for room, head in heads.items()}
     return [(photo, room, prob) for photo, (room, prob) in zip(kept, proposals(rooms, cue_p, list(heads)))]
 

@@ -203,6 +203,27 @@ def test_distillation_follows_the_teacher_and_refuses_a_teacher_of_another_kind(
         fit(col, tmp_path / "bad", _config(tmp_path, **base, distill=str(other.bundle.path)), log=lambda s: None)
 
 
+def test_a_start_whose_frozen_blocks_differ_does_not_read_another_runs_cached_outputs(tmp_path, stripes_dataset):
+    """The frozen-prefix cache is keyed by the prefix's weights: --init from a bundle whose early
+    blocks were trained gets its own cache, where a start with ImageNet's blocks reuses it."""
+    import shutil
+
+    col = load_collection(stripes_dataset, progress=False)
+    base = dict(model="efficientnet_lite0", mode="finetune", epochs=1, image_size=96, views=1, train_from_block=-2)
+    first = fit(col, tmp_path / "a", _config(tmp_path, **base), log=lambda s: None)
+    caches = lambda: sorted(p.name for p in (tmp_path / "cache").iterdir())  # noqa: E731
+    before = caches()
+    fit(col, tmp_path / "b", _config(tmp_path, **base, init=str(first.bundle.path)), log=lambda s: None)
+    assert caches() == before  # same frozen blocks (only the last two trained): same cache
+    changed = tmp_path / "changed.estatelens"
+    shutil.copytree(first.bundle.path, changed)
+    state = torch.load(changed / "weights.pt", weights_only=True)
+    state["backbone.net._blocks.0._depthwise_conv.weight"] *= 1.5
+    torch.save(state, changed / "weights.pt")
+    fit(col, tmp_path / "c", _config(tmp_path, **base, init=str(changed)), log=lambda s: None)
+    assert len(caches()) == 2 * len(before)
+
+
 def test_distillation_loss_is_zero_when_the_student_says_what_the_teacher_says():
     z = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
     assert engine.distillation_loss(z, z, 2.0).item() == pytest.approx(0.0, abs=1e-6)

@@ -32,7 +32,7 @@ from .calibration import fit_temperature
 from .config import TrainConfig
 from .multitask import AttributeTargets, MultiTaskOutput, WithAttributes, attribute_targets, masked_bce
 from .optim import build_optimizer, build_scheduler
-from .prefix_cache import cache_key, cached_views, default_cache_dir, photos_fingerprint
+from .prefix_cache import cache_key, cached_views, default_cache_dir, module_fingerprint, photos_fingerprint
 
 AUX_LOSS_WEIGHT = 0.4  # Inception v3's auxiliary classifier, as in its paper
 
@@ -342,6 +342,7 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
     for p in trainable_params:
         p.requires_grad_(True)
     key_parts = dict(model=config.model, weights=config.weights, block=from_block, mode=config.mode,
+                     prefix=module_fingerprint(_own_parameters(prefix)),
                      pre=pre.to_dict(), seed=config.seed, augmentation=AUGMENTATION_VERSION)
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     batches = {}

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,15 @@ def default_cache_dir() -> Path:
 
 def cache_key(**parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def module_fingerprint(params: Iterable[torch.Tensor]) -> str:
+    """Identifies a frozen part by its weights: a run started from another bundle (train --init)
+    whose early blocks were trained differs from ImageNet's there, and must not read its outputs."""
+    h = hashlib.sha1()
+    for p in params:
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def photos_fingerprint(samples: Sequence[Sample]) -> str:

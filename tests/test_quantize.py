@@ -93,3 +93,45 @@ def test_depthwise_weights_keep_8_bits_and_the_rest_7(tmp_path):
     # and the int8 graph still answers like the float one
     pf, pq = load_bundle(src.path).predict_files(photos), q.predict_files(photos)
     assert np.abs(pf - pq).max() < 0.1
+
+
+def test_quantisation_aware_training_rounds_on_the_way_and_leaves_the_network_float():
+    import torch
+
+    from estatelens.training import qat
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
+                              torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU6(),
+                              torch.nn.Conv2d(8, 4, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    x = torch.randn(4, 3, 16, 16)
+    keys, before = list(net.state_dict()), net(x).detach()
+    assert qat.enable(net) == 3
+    out = net(x)
+    assert not torch.equal(out, before) and torch.allclose(out, before, atol=0.05)
+    out.sum().backward()  # gradients pass the rounding straight through
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    # the weights a convolution uses sit on its grid: 7 bits, 8 in the depthwise one
+    w7 = qat.fake_quant_weight(net[0].weight, 7).detach()
+    w8 = qat.fake_quant_weight(net[2].weight, 8).detach()
+    assert max(len(torch.unique(c)) for c in w7) <= 128 and max(len(torch.unique(c)) for c in w8) <= 256
+    steps = (w7[0] / (net[0].weight[0].abs().max() / 63.5)).detach()
+    assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.min() >= -64 and steps.max() <= 63
+    qat.disable(net)
+    assert torch.equal(net(x).detach(), before) and list(net.state_dict()) == keys
+
+
+def test_train_qat_writes_a_float_bundle_that_quantises(tmp_path):
+    from conftest import make_stripes_dataset
+
+    from estatelens.bundle import load_bundle
+    from estatelens.cli import main
+
+    data = make_stripes_dataset(tmp_path / "data", per_class=12, splits=True)
+    assert main(["train", str(data), "--model", "roomnet", "--mode", "scratch", "--epochs", "2", "--qat",
+                 "--image-size", "64", "--batch-size", "8", "--workers", "0", "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    bundle = load_bundle(tmp_path / "run" / "model.estatelens")
+    assert bundle.info["config"]["qat"] is True
+    ops = {n.op_type for n in onnx.load(str(bundle.onnx_path)).graph.node}
+    assert "Round" not in ops and "Conv" in ops  # the rounding was training's, not the graph's

@@ -67,6 +67,10 @@ def add_parsers(sub) -> None:
                    help="share of the teacher's soft-target loss in the room-type loss (default 0.5)")
     t.add_argument("--distill-temperature", type=float, default=2.0,
                    help="temperature that softens both networks' logits for that loss (default 2)")
+    t.add_argument("--qat", action="store_true", help=(
+        "quantisation-aware training: the trainable convolutions round their weights and inputs as "
+        "`estatelens quantize` will, so the int8 bundle keeps the float network's answers; usually a "
+        "few epochs from --init BUNDLE at a low learning rate"))
     _add_data_options(t)
     t.set_defaults(func=cmd_train)
 
@@ -187,7 +191,7 @@ def cmd_train(args) -> int:
     keys = ["model", "mode", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
             "label_smoothing", "class_balance", "warmup_epochs", "schedule", "patience", "seed", "image_size",
             "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir",
-            "attribute_loss_weight", "distill", "distill_weight", "distill_temperature"]
+            "attribute_loss_weight", "distill", "distill_weight", "distill_temperature", "qat"]
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys} | {"attributes": _attribute_sources(args.attribute)})
     out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
     collection = _load_data(args)

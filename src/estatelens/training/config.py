@@ -43,6 +43,7 @@ class TrainConfig:
     distill: str | None = None         # teacher bundle: its room-type probabilities are soft targets
     distill_weight: float = 0.5        # share of the teacher's loss in the room-type loss
     distill_temperature: float = 2.0   # softening of both networks' logits for that loss
+    qat: bool = False                  # trainable convolutions see int8 rounding (training/qat.py)
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -31,6 +31,7 @@ from ..models import Classifier, create_model
 from .calibration import fit_temperature
 from .config import TrainConfig
 from .multitask import AttributeTargets, MultiTaskOutput, WithAttributes, attribute_targets, masked_bce
+from . import qat
 from .optim import build_optimizer, build_scheduler
 from .prefix_cache import cache_key, cached_views, default_cache_dir, module_fingerprint, photos_fingerprint
 
@@ -223,6 +224,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     trainable, param_sets, train_batches, val_batches, teacher = _plan(
         model, config, collection, class_to_idx, pre, log, n_attributes=len(targets.names) if targets else 0)
     prepare_seconds = time.time() - t_prepare
+    if config.qat:
+        log(f"quantisation-aware training: {qat.enable(trainable)} convolutions see int8 rounding")
     optimizer = build_optimizer(param_sets, config.weight_decay)
     steps = len(train_batches) * config.epochs
     scheduler = build_scheduler(optimizer, steps, int(config.warmup_epochs * len(train_batches)), config.schedule)
@@ -288,6 +291,7 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     else:
         temperature = 1.0
     log(f"calibration: temperature {temperature:.3f} fitted on {len(val)} validation photos")
+    qat.disable(trainable)  # the bundle holds the float network; `estatelens quantize` rounds it
     bundle = save_bundle(out_dir / "model", model, classes, pre, {
         "model": config.model, "mode": config.mode, "config": config.to_dict(),
         "training": {"best_epoch": best["epoch"], "best_val_accuracy": best["val_acc"],

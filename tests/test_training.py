@@ -114,6 +114,22 @@ def test_unknown_config_key_is_an_error():
         TrainConfig.from_dict({"epochz": 3})
 
 
+def test_bfloat16_autocast_only_where_the_cpu_has_it(monkeypatch):
+    import torch
+
+    from estatelens.cli import build_parser
+
+    for native in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert TrainConfig().bf16 is native
+        assert TrainConfig(bf16=not native).bf16 is (not native)  # an explicit choice stands
+    parser = build_parser()
+    assert parser.parse_args(["train", "d"]).bf16 is None
+    assert parser.parse_args(["train", "d", "--bf16"]).bf16 is True
+    assert parser.parse_args(["train", "d", "--no-bf16"]).bf16 is False
+
+
 def test_a_run_stopped_by_its_time_budget_goes_on_when_rerun(tmp_path, stripes_dataset):
     col = load_collection(stripes_dataset, progress=False)
     cfg = _config(tmp_path, epochs=4, max_minutes=1e-6)  # the budget runs out within the first epoch

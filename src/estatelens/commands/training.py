@@ -48,7 +48,11 @@ def add_parsers(sub) -> None:
         "start from this bundle's weights (train a model further); with other classes only its "
         "backbone is used"))
     t.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads (default: all cores)")
-    t.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 instead of bfloat16 autocast")
+    bf = t.add_mutually_exclusive_group()
+    bf.add_argument("--bf16", dest="bf16", action="store_const", const=True, default=None, help=(
+        "bfloat16 autocast for the trainable part (default: where the CPU computes in bfloat16 natively, "
+        "AVX-512 BF16 or AMX; elsewhere it is emulated and several times slower than float32)"))
+    bf.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="train in float32")
     t.add_argument("--max-minutes", type=float, help="time budget for the training loop")
     t.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
     t.add_argument("--attribute", action="append", default=[], metavar="NAME=LABELS[,LABELS...]", help=(

@@ -74,3 +74,21 @@ def test_cli_groups_planted_copies_across_listings_and_skips_a_bad_file(tmp_path
     assert sorted(groups.values(), key=sorted) == sorted(want, key=sorted)
     across = {r["path"].split("/photos/")[1]: r["across_listings"] == "True" for r in rows}
     assert across["L1/copy-of-a.jpg"] and not across["L1/mirror-of-b.jpg"] and across["L0/small-c.jpg"]
+
+
+@pytest.mark.parametrize("popcount", [True, False], ids=["numpy-popcount", "byte-table"])
+def test_hamming_counts_differing_bits_with_either_popcount(monkeypatch, popcount):
+    from estatelens.checks import duplicates
+
+    if not popcount:
+        monkeypatch.delattr(np, "bitwise_count", raising=False)
+    elif not hasattr(np, "bitwise_count"):
+        pytest.skip("NumPy < 2 has no bitwise_count")
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 2**63, (5, 1), dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2**63, (1, 7), dtype=np.int64).astype(np.uint64)
+    d = duplicates.hamming(a, b)
+    assert d.shape == (5, 7)
+    assert d.tolist() == [[bin(int(x) ^ int(y)).count("1") for y in b[0]] for x in a[:, 0]]
+    assert duplicates.hamming(a, a).max() == 0
+    assert duplicates.hamming(np.array([0], np.uint64), np.array([2**64 - 1], np.uint64)).tolist() == [64]

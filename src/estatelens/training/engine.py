@@ -28,10 +28,10 @@ from ..data.dataset import PhotoCollection
 from ..data.loader import LabelledPhotos, make_loader
 from ..data.transforms import AUGMENTATION_VERSION, decode_side, eval_preset, train_preset
 from ..models import Classifier, create_model
+from . import qat
 from .calibration import fit_temperature
 from .config import TrainConfig
 from .multitask import AttributeTargets, MultiTaskOutput, WithAttributes, attribute_targets, masked_bce
-from . import qat
 from .optim import build_optimizer, build_scheduler
 from .prefix_cache import cache_key, cached_views, default_cache_dir, module_fingerprint, photos_fingerprint
 

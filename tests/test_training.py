@@ -139,6 +139,29 @@ def test_a_run_stopped_by_its_time_budget_goes_on_when_rerun(tmp_path, stripes_d
     assert rerun.stopped_by == "epochs" and [h["epoch"] for h in rerun.history] == [1, 2, 3, 4]
 
 
+def test_a_checkpoint_from_before_qat_and_from_another_cpu_still_resumes(tmp_path, stripes_dataset):
+    import torch
+
+    col = load_collection(stripes_dataset, progress=False)
+    first = fit(col, tmp_path / "run", _config(tmp_path, epochs=3, max_minutes=1e-6), log=lambda s: None)
+    assert len(first.history) == 1
+    ckpt_path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    del ckpt["config"]["qat"]  # saved by a version without the option
+    ckpt["config"]["bf16"] = not ckpt["config"]["bf16"]  # on a CPU that chose the other arithmetic
+    torch.save(ckpt, ckpt_path)
+    rerun = fit(col, tmp_path / "run", _config(tmp_path, epochs=3), log=lambda s: None)
+    assert [h["epoch"] for h in rerun.history] == [1, 2, 3]
+    assert rerun.history[0] == first.history[0]  # epoch 1 was not trained again
+    # a real difference in settings still starts afresh
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt["config"]["qat"], ckpt["epoch"] = True, 1
+    torch.save(ckpt, ckpt_path)
+    logs = []
+    fit(col, tmp_path / "run", _config(tmp_path, epochs=3), log=logs.append)
+    assert any("other settings" in line for line in logs)
+
+
 def test_class_weights_lift_rare_classes_and_keep_the_average_photo_at_one():
     from estatelens.training.engine import class_weights
 

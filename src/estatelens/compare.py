@@ -25,7 +25,7 @@ from .evaluation.comparison import write_comparison
 from .evaluation.evaluate import evaluate_bundle
 from .inference import network_throughput
 from .models.registry import get_spec
-from .training.config import MODES, TrainConfig
+from .training.config import MODES, TrainConfig, comparable
 from .training.engine import fit
 
 # What a run's result depends on besides the photos; workers, threads and the cache folder do not.
@@ -123,7 +123,7 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
     results = {}
     for model, mode, _, key in plan:
         done = _read_result(out / "runs" / run_name(model, mode))
-        finished = done and done.get("status") == "ok" and done.get("key") == key
+        finished = done and done.get("status") == "ok" and _same_key(done.get("key"), key)
         results[model, mode] = done if finished else {"model": model, "mode": mode, "status": "pending"}
     write_comparison(out, list(results.values()), meta)
 
@@ -167,6 +167,13 @@ def compare(collection: PhotoCollection, out_dir: str | os.PathLike, models: Seq
     return list(results.values())
 
 
+def _same_key(saved, key: dict) -> bool:
+    """Whether a saved run key stands for `key` (training settings matched as `comparable` says)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    return ({**saved, "config": comparable(saved["config"])} == {**key, "config": comparable(key["config"])})
+
+
 def _start(run_dir: Path, key: dict) -> None:
     """Begin (or resume) a run: its old result no longer stands, and checkpoints made under other
     settings (another budget, say, which the trainer's own resume check ignores) are dropped."""
@@ -174,7 +181,7 @@ def _start(run_dir: Path, key: dict) -> None:
     (run_dir / RESULT).unlink(missing_ok=True)
     key_file = run_dir / "key.json"
     try:
-        same = json.loads(key_file.read_text(encoding="utf-8")) == json.loads(json.dumps(key, default=str))
+        same = _same_key(json.loads(key_file.read_text(encoding="utf-8")), json.loads(json.dumps(key, default=str)))
     except (OSError, ValueError):
         same = False
     if not same:

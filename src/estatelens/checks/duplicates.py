@@ -68,7 +68,7 @@ def image_hashes(im) -> tuple[int, int, int, int]:
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Bits that differ between uint64 arrays (broadcast), as uint8."""
-    x = np.bitwise_xor(a, b)
+    x = np.bitwise_xor(a, b).astype(np.uint64, copy=False)  # int64 hashes: the same bits, unsigned
     if hasattr(np, "bitwise_count"):  # NumPy 2: the CPU's popcount, one byte out per pair
         return np.bitwise_count(x)
     return _POPCOUNT[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1, dtype=np.uint8)

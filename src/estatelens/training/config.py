@@ -13,11 +13,24 @@ _MODE_DEFAULTS = {
 }
 
 
+# Left out when a saved run's settings are compared with a new run's (training/engine.py resume,
+# compare.py finished runs): settings that change only the rounding of a run's arithmetic, which a
+# run's machine may choose, and settings added after runs were saved, at the value that means "as
+# before". An upgrade, or a move to a CPU without bfloat16, does not restart anything.
+_ROUNDING_ONLY = ("bf16",)
+_ADDED_LATER = {"qat": False}
+
+
+def comparable(settings: dict) -> dict:
+    """`settings` (TrainConfig.to_dict(), or one saved earlier) as runs are matched on."""
+    return {k: v for k, v in settings.items()
+            if k not in _ROUNDING_ONLY and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX). Without it PyTorch
-    emulates bfloat16 and autocast makes training slower, not faster: on a 2-core AVX2 AMD EPYC a
-    fine-tuning step of EfficientNet-Lite's last blocks took 7 times as long as in float32
-    (2026-12-02: 2.3 photos/s against about 40)."""
+    emulates bfloat16 and autocast makes training slower, not faster: on a 2-core AVX2 AMD EPYC
+    the distilled multi-task fine-tuning ran at 2.3 photos/s against 27 in float32 (2026-12-02)."""
     import torch
 
     try:
@@ -71,8 +84,12 @@ class TrainConfig:
         for key, value in _MODE_DEFAULTS[self.mode].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.qat and self.mode == "features":
+            raise ValueError("qat rounds the convolutions being trained; --mode features trains none")
+        if self.qat and self.bf16:
+            raise ValueError("qat needs float32 arithmetic: bfloat16 would move the rounded values off the int8 grid")
         if self.bf16 is None:
-            self.bf16 = native_bf16()
+            self.bf16 = False if self.qat else native_bf16()
         if self.attributes and self.mode != "finetune":
             raise ValueError("attributes (multi-task training) shape the embedding while fine-tuning; "
                              "use --mode finetune, or train-attribute for a head on a frozen embedding")

@@ -30,7 +30,7 @@ from ..data.transforms import AUGMENTATION_VERSION, decode_side, eval_preset, tr
 from ..models import Classifier, create_model
 from . import qat
 from .calibration import fit_temperature
-from .config import TrainConfig
+from .config import TrainConfig, comparable
 from .multitask import AttributeTargets, MultiTaskOutput, WithAttributes, attribute_targets, masked_bce
 from .optim import build_optimizer, build_scheduler
 from .prefix_cache import cache_key, cached_views, default_cache_dir, module_fingerprint, photos_fingerprint
@@ -291,7 +291,9 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     else:
         temperature = 1.0
     log(f"calibration: temperature {temperature:.3f} fitted on {len(val)} validation photos")
-    qat.disable(trainable)  # the bundle holds the float network; `estatelens quantize` rounds it
+    # With qat, the temperature and best_val_accuracy are those of the network as int8 will compute
+    # it (the rounding still on); the bundle holds the float network, which `estatelens quantize` rounds.
+    qat.disable(trainable)
     bundle = save_bundle(out_dir / "model", model, classes, pre, {
         "model": config.model, "mode": config.mode, "config": config.to_dict(),
         "training": {"best_epoch": best["epoch"], "best_val_accuracy": best["val_acc"],
@@ -462,7 +464,7 @@ def _resume(path: Path, config: TrainConfig, fingerprint: dict, model, optimizer
     except Exception as e:  # a checkpoint from an older version, or a damaged file
         log(f"{path}: unreadable checkpoint ({type(e).__name__}); starting afresh")
         return fresh
-    if ckpt.get("config") != _resume_key(config) or ckpt.get("data") != fingerprint:
+    if comparable(ckpt.get("config") or {}) != comparable(_resume_key(config)) or ckpt.get("data") != fingerprint:
         log(f"{path}: checkpoint was made with other settings or photos; starting afresh")
         return fresh
     model.load_state_dict(ckpt["model"])

@@ -9,7 +9,8 @@ that keep their answers after it.
 
 `enable(module)` makes every Conv2d of `module` round its input activations and its weights on the
 way through, with nothing added to the state dict; `disable` undoes it before the network is saved
-or exported. Per-channel symmetric weight scales do not change when batch normalisation is folded
+or exported. Training must run in float32 (bfloat16 would move the rounded values off the grid;
+TrainConfig refuses the two together). Per-channel symmetric weight scales do not change when batch normalisation is folded
 into the convolution (each channel is scaled as a whole), so rounding the unfolded weights rounds
 them as the exported graph will. Activation ranges follow an exponential moving average of each
 batch's minimum and maximum (always spanning 0, as ONNX Runtime's uint8 calibration does).
@@ -22,12 +23,16 @@ import torch
 from torch import nn
 
 
-def fake_quant_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-output-channel rounding to a signed `bits`-bit grid, as ONNX Runtime does it
-    (scale max|w| / (2^bits - 1) * 2), with a straight-through gradient."""
-    half = (2 ** bits - 1) / 2
-    scale = w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / half
-    q = torch.clamp(torch.round(w / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1) * scale
+# ONNX Runtime's symmetric int8 weight ranges (quant_utils.get_qmin_qmax_for_qType): [-64, 64] with
+# reduce_range (7 bits), [-127, 127] without; the scale is max|w| / QMAX per output channel.
+QMAX_REDUCED, QMAX_FULL = 64, 127
+
+
+def fake_quant_weight(w: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Symmetric per-output-channel rounding to the integers -qmax..qmax times max|w| / qmax, as
+    ONNX Runtime quantises a convolution's weights, with a straight-through gradient."""
+    scale = w.detach().abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / qmax
+    q = torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
     return w + (q - w).detach()
 
 
@@ -57,7 +62,7 @@ def _is_depthwise(conv: nn.Conv2d) -> bool:
 
 
 def _forward(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    weight = fake_quant_weight(self.weight, 8 if _is_depthwise(self) else 7)
+    weight = fake_quant_weight(self.weight, QMAX_FULL if _is_depthwise(self) else QMAX_REDUCED)
     return self._conv_forward(self._qat_input(x, self.training), weight, self.bias)
 
 

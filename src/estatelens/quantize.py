@@ -28,15 +28,16 @@ QUANTISED_OPS = ("Conv", "Add", "Clip", "Relu")
 # One bit less per weight leaves no room to saturate; ONNX Runtime's documented remedy.
 REDUCE_RANGE = True
 # ...except in depthwise convolutions (one filter per channel, EfficientNet's 3x3 and 5x5 ones),
-# which keep all 8 bits: ONNX Runtime runs them with its own kernel that sums in 32 bits on every
-# CPU (tests/test_quantize.py checks it against exact integer sums), and their few weights per filter
-# are where a lost bit hurts most.
+# which keep all 8 bits: ONNX Runtime runs them with its own kernel, which sums in 32 bits rather
+# than in saturating 16-bit pairs (tests/test_quantize.py checks it against exact integer sums on
+# whatever CPU runs the tests; CPUs with VNNI do not saturate anyway), and their few weights per
+# filter are where a lost bit hurts most.
 FULL_RANGE_DEPTHWISE = True
 
 
 def depthwise_weights(model) -> list[str]:
-    """Names of the weight initializers of the depthwise convolutions of an ONNX model (group equal
-    to the number of input channels, and more than one)."""
+    """Names of the weight initializers of the depthwise convolutions of an ONNX model: one filter
+    per channel (group above 1, equal to the input and to the output channels)."""
     inits = {i.name: i for i in model.graph.initializer}
     names = []
     for node in model.graph.node:

@@ -11,8 +11,11 @@ them trains the network. `unsure` rows are left out. Each photo is read the way 
 reads it. Reported: ROC AUC, average precision, the precision at recall 0.8 and more, and the
 threshold: chosen on half A of the labelled photos (split by a hash of the path) as the lowest
 score with precision 0.9 or more there and 5 right (training/attributes.choose_threshold), then
-scored on half B, and the threshold that ships (watermark.json) scored on both. `--set-threshold` writes the half-A threshold into the model's
-watermark.json first (how the shipped one was set: tools/build_watermark_model.sh).
+scored on half B, and the threshold that ships (watermark.json) scored on both. `--set-threshold`
+first chooses the size the network reads photos at (short side, READ_SIDES: the one with the
+highest ROC AUC on half A) and then the half-A threshold at that size, and writes both into the
+model's watermark.json (how the shipped ones were set: tools/build_watermark_model.sh); the report
+lists every size's AUC on both halves.
 
 Synthetic: every photo of rooms-places/val (never trained on) with and without an overlay from the
 generator (seeded), by kind and by opacity, at the shipped threshold. Also a shortcut check: a
@@ -43,6 +46,7 @@ LABELS = ROOT / "data" / "labels" / "watermark.csv"
 OUT = ROOT / "benchmarks" / "results" / "watermark.md"
 SYNTHETIC = DATA / "rooms-places" / "val"
 OPACITY_BANDS = ((0.1, 0.25), (0.25, 0.5), (0.5, 1.0))
+READ_SIDES = (256, 320, 384, 448, 512)  # short sides --set-threshold tries (the network learnt at 256)
 
 
 def half(path: str) -> str:
@@ -70,6 +74,22 @@ def scores_of(det: WatermarkDetector, rows: list[dict]) -> tuple[np.ndarray, flo
     if None in scores:
         raise SystemExit(f"{rows[scores.index(None)]['path']}: not a readable photo")
     return np.array(scores), 1000 * (time.perf_counter() - t0) / len(rows)
+
+
+def read_sides(model: str | None, rows: list[dict]) -> dict[int, dict]:
+    """ROC AUC on each half of the labels with the network reading photos at each of READ_SIDES."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([r["watermark"] == "yes" for r in rows], int)
+    a = np.array([half(r["path"]) == "A" for r in rows])
+    out = {}
+    for side in READ_SIDES:
+        det = WatermarkDetector(model)
+        det.side = side
+        s, ms = scores_of(det, rows)
+        out[side] = {"auc_A": float(roc_auc_score(y[a], s[a])), "auc_B": float(roc_auc_score(y[~a], s[~a])), "ms": ms}
+        print(f"read at {side}: AUC half A {out[side]['auc_A']:.3f}, half B {out[side]['auc_B']:.3f}", flush=True)
+    return out
 
 
 def threshold_on_half_a(rows: list[dict], s: np.ndarray) -> float:
@@ -153,8 +173,14 @@ def report(r: dict, det: WatermarkDetector) -> list[str]:
              f"Written by `python benchmarks/watermark.py` on {time.strftime('%Y-%m-%d')}; {machine()}.", "",
              f"Model: `{det.model.name}` ({det.info.get('training_photos', '?')} clean training photos, "
              f"synthetic validation AUC {det.info.get('best_validation_auc', float('nan')):.3f}); shipped threshold "
-             f"{det.threshold:.3f}.", "",
-             "## Real listing photos labelled by eye (data/labels/watermark.csv)", "",
+             f"{det.threshold:.3f}. It learnt at a short side of {det.info.get('side', 256)} px and reads photos at "
+             f"{det.side} px.", ""]
+    if det.info.get("read_sides"):
+        lines += [f"The reading size: {det.info['read_side_chosen']}.", "",
+                  "| short side | ROC AUC half A | ROC AUC half B | ms a photo |", "|---:|---:|---:|---:|"]
+        lines += [f"| {k} | {v['auc_A']:.3f} | {v['auc_B']:.3f} | {v['ms']:.0f} |" for k, v in det.info["read_sides"].items()]
+        lines.append("")
+    lines += ["## Real listing photos labelled by eye (data/labels/watermark.csv)", "",
              f"{re_['photos']} photos ({re_['yes']} with a watermark, {re_['no']} without; `unsure` left out). "
              f"ROC AUC **{re_['auc']:.3f}**, average precision **{re_['average_precision']:.3f}** "
              f"(a score that knows nothing: AUC 0.5, AP {re_['yes'] / re_['photos']:.2f}).", "",
@@ -195,11 +221,19 @@ def main() -> None:
     if Path(args.out).with_suffix(".json").resolve() == det.model.with_suffix(".json").resolve():
         raise SystemExit(f"--out {args.out}: its .json would overwrite the model's {det.model.with_suffix('.json')}")
     rows = labelled()
+    sides = None
+    if args.set_threshold:
+        sides = read_sides(args.model, rows)
+        det.side = max(sides, key=lambda k: (round(sides[k]["auc_A"], 3), -k))  # a tie: the smaller, cheaper size
     s, ms = scores_of(det, rows)
     if args.set_threshold:
         t = threshold_on_half_a(rows, s)
         info_path = det.model.with_suffix(".json")
         info = json.loads(info_path.read_text(encoding="utf-8"))
+        info["read_side"] = det.side
+        info["read_side_chosen"] = (f"the short side, of {', '.join(map(str, READ_SIDES))}, with the highest ROC AUC on "
+                                    "half A of data/labels/watermark.csv (benchmarks/watermark.py --set-threshold)")
+        info["read_sides"] = {str(k): {kk: round(vv, 4) for kk, vv in v.items()} for k, v in sides.items()}
         info["threshold"] = round(t, 4)
         info["threshold_chosen"] = ("the lowest probability with precision 0.9 or more on half A of data/labels/watermark.csv "
                                     "(benchmarks/watermark.py --set-threshold)")

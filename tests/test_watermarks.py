@@ -116,8 +116,8 @@ def test_real_corner_marks_score_above_clean_photos():
     det = WatermarkDetector()
     score = {"yes": [], "no": []}
     for r in rows[:80]:
-        im, _ = read_photo(str(SHARED_DATA / r["path"]), 256)
-        score[r["watermark"]].append(det.detect(work_image(im)).probability)
+        im, _ = read_photo(str(SHARED_DATA / r["path"]), det.side)
+        score[r["watermark"]].append(det.detect(work_image(im, det.side)).probability)
     assert len(score["yes"]) >= 20 and len(score["no"]) >= 5
     assert np.median(score["yes"]) > np.median(score["no"])
 
@@ -152,3 +152,25 @@ def test_tag_and_index_watermarks_then_search_them(tmp_path, stripes_oracle):
     assert [r["path"].rsplit("/", 1)[-1] for r in found] == ["marked.jpg"]
     assert found[0]["checks"]["watermark_probability"] >= WatermarkDetector().threshold
     assert [r["path"].rsplit("/", 1)[-1] for r in search(engine, "watermark=no", per_page=10)["results"]] == ["clean.jpg"]
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="no bundled watermark network")
+def test_the_checks_read_the_photo_at_the_watermark_networks_size():
+    """The network reads at its own size (watermark.json read_side, larger than the checks' working
+    size): the tagger decodes that large, and the network gets that size while the quality checks
+    keep theirs."""
+    pytest.importorskip("cv2")
+    from estatelens.checks.photo import make_checker
+    from estatelens.checks.quality import WORK_SIDE
+
+    plain, marked = make_checker(True), make_checker(True, watermarks=True)
+    side = marked._watermarks.side
+    assert plain.min_side == WORK_SIDE and marked.min_side == max(WORK_SIDE, side)
+    seen = []
+    detect = marked._watermarks.detect
+    marked._watermarks.detect = lambda rgb: seen.append(rgb.shape) or detect(rgb)
+    big = marked_photo(7)  # 1024 x 683
+    cols, plain_cols = marked(big, big.size), plain(big, big.size)
+    assert seen == [(side, round(1024 * side / 683), 3)]
+    assert cols["sharpness"] == plain_cols["sharpness"]  # the quality checks' image is unchanged
+    assert cols["watermark"] == "yes"

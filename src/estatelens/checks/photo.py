@@ -49,7 +49,6 @@ class PhotoChecker:
     thresholds: Thresholds = Thresholds()
     faces: bool = False
     watermarks: bool = False
-    min_side = WORK_SIDE  # the tagger decodes photos at least this large for the checks
 
     def __post_init__(self):
         from .duplicates import _imagehash
@@ -65,6 +64,12 @@ class PhotoChecker:
 
             self._detector = FaceDetector()
 
+    @property
+    def min_side(self) -> int:
+        """The short side the tagger decodes photos at, at least, for the checks: the working
+        size, or the watermark network's reading size where that is larger."""
+        return max(WORK_SIDE, self._watermarks.side if self._watermarks is not None else 0)
+
     def __call__(self, im: Image.Image, size: tuple[int, int]) -> dict:
         """The check columns of one decoded photo (`size`: its full width and height)."""
         from .duplicates import HASH_SIDE, image_hashes
@@ -74,7 +79,7 @@ class PhotoChecker:
             rgb = work_image(im)
             out = measure_array(rgb, size, self.thresholds).columns()
             if self._watermarks is not None:
-                out.update(self._watermarks.columns(rgb))
+                out.update(self._watermarks.columns(work_image(im, self._watermarks.side)))
             if self._detector is not None:
                 boxes = self._detector.detect(rgb)
                 out["faces"], out["face_boxes"] = len(boxes), format_boxes(boxes)

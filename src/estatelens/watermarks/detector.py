@@ -1,10 +1,12 @@
 """Running the watermark network (train.py) on photos: a probability per photo and where.
 
-The bundled network (src/estatelens/bundled/watermark.onnx, with watermark.json) reads the photo
-at the listing checks' working size (short side 256) and gives a logit per 8 x 8 cell; the photo's
-probability is that of its most confident cell, and the box is the bounding box of the cells above
-the photo threshold around that cell (as fractions of the photo). The shipped threshold and how it
-was chosen are in watermark.json (benchmarks/watermark.py)."""
+The bundled network (src/estatelens/bundled/watermark.onnx, with watermark.json) learnt at a short
+side of 256 (`side`) and reads photos at `read_side` (384 for the bundled one: a convolutional
+network reads any size, and at 384 the small corner marks it missed at 256 are big enough to see;
+the size was chosen on half of the labelled photos, benchmarks/watermark.py --set-threshold). It
+gives a logit per 8 x 8 cell; the photo's probability is that of its most confident cell, and the
+box is the bounding box of the cells above the photo threshold around that cell (as fractions of
+the photo). The shipped threshold and how it was chosen are in watermark.json."""
 from __future__ import annotations
 
 import json
@@ -50,10 +52,10 @@ class WatermarkDetector:
         info_path = self.model.with_suffix(".json")
         self.info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
         self.threshold = float(threshold if threshold is not None else self.info.get("threshold", 0.5))
-        self.side = int(self.info.get("side", 256))
+        self.side = int(self.info.get("read_side", self.info.get("side", 256)))  # the short side it reads
 
     def detect(self, rgb: np.ndarray) -> WatermarkResult:
-        """`rgb`: a uint8 (H, W, 3) photo at the working size (short side `side`)."""
+        """`rgb`: a uint8 (H, W, 3) photo at the size it reads (short side `self.side`)."""
         cells = _session(str(self.model)).run(None, {"image": to_input(rgb)[None]})[0][0, 0]
         p = 1.0 / (1.0 + np.exp(-cells.astype(np.float64)))
         prob = float(p.max())

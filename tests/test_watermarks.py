@@ -91,7 +91,8 @@ def test_the_box_follows_the_hot_cells():
 def test_the_bundled_network_finds_a_composited_mark_and_where():
     det = WatermarkDetector()
     clean, marked = photo(7, (1024, 683)), marked_photo(7)
-    work = lambda im: np.asarray(im.convert("RGB").resize((384, 256), Image.BILINEAR))  # noqa: E731
+    size = (round(1024 * det.side / 683), det.side)  # as the checks read it
+    work = lambda im: np.asarray(im.convert("RGB").resize(size, Image.BILINEAR))  # noqa: E731
     r_clean, r_marked = det.detect(work(clean)), det.detect(work(marked))
     assert r_marked.probability >= det.threshold > r_clean.probability
     x0, y0, x1, y1 = r_marked.box

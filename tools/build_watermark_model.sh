@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Rebuild the bundled watermark network (src/estatelens/bundled/watermark.onnx and .json) from
 # ../shared/data: synthetic overlays (watermarks/generator.py) on photos taken to be clean, the
-# photos labelled by eye in data/labels/watermark.csv left out, trained twice (the second time
-# without the photos the first network finds real marks on); then score it on those labels and
-# set the shipped threshold (benchmarks/watermark.py --set-threshold). About 90 minutes on 2 cores. Usage:
+# photos labelled by eye in data/labels/watermark.csv left out, and the training photos that a
+# network already finds real marks on left out too; then score it on those labels, choose the size
+# it reads photos at and the shipped threshold on half A of them (benchmarks/watermark.py
+# --set-threshold). About 20 minutes on 2 cores (2026-12-02; the first build, with DROP_MODEL=first,
+# took about 90 on a slower machine). Usage:
 #   bash tools/build_watermark_model.sh [RUN_DIR]          # INSTALL=0: build and score only
+# DROP_MODEL: the network that makes the drop list: the bundled one by default (how the network of
+# 2026-12-02 was built), or `first` to train a first network on every photo for it (the first build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
@@ -12,13 +16,20 @@ cd "$ROOT"
 DATA="${SHARED_DATA:-$ROOT/../shared/data}"
 RUN="${1:-runs/watermark}"
 CLEAN=("$DATA/rooms-places/train" "$DATA/rooms-places/extra" "$DATA/rooms-web/train" "$DATA/exteriors-spb")
-# 1. A first network on every photo; 2. the photos it scores 0.5 or more (real marks of web photos,
-# exteriors-spb kept for its shop signs) are dropped; 3. the shipped network trains on the rest.
-python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN/first" --epochs "${EPOCHS:-12}"
+DROP_MODEL="${DROP_MODEL:-src/estatelens/bundled/watermark.onnx}"
+mkdir -p "$RUN"
+cp src/estatelens/bundled/watermark.json "$RUN/previous.json" 2>/dev/null || true
+# 1. The drop list: the photos a network scores 0.5 or more (web photos carry real marks of their
+# own: stock agencies, blogs), exteriors-spb kept for its shop signs (scene text, not a mark).
+if [ "$DROP_MODEL" = first ]; then
+    python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN/first" --epochs "${EPOCHS:-8}"
+    DROP_MODEL="$RUN/first/watermark.onnx"
+fi
 python -c "import sys; from estatelens.watermarks.train import write_drop_list as w; print(w(sys.argv[1], sys.argv[3:], sys.argv[2]), 'dropped')" \
-    "$RUN/first/watermark.onnx" "$RUN/drop.txt" "${CLEAN[@]}"
-python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN" --epochs "${EPOCHS:-12}" \
-    --drop "$RUN/drop.txt"
+    "$DROP_MODEL" "$RUN/drop.txt" "${CLEAN[@]}"
+# 2. The network: two synthetic samples of every photo left.
+python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN" --epochs "${EPOCHS:-8}" \
+    --samples "${SAMPLES:-2}" --workers 2 --drop "$RUN/drop.txt"
 python benchmarks/watermark.py --model "$RUN/watermark.onnx" --set-threshold --out "$RUN/benchmark.md"
 [ "${INSTALL:-1}" = 1 ] || { echo "built $RUN/watermark.onnx (not installed: INSTALL=0)"; exit 0; }
 cp "$RUN/watermark.onnx" "$RUN/watermark.json" src/estatelens/bundled/

@@ -170,12 +170,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--drop", help="a file of photo paths to leave out (e.g. the clean photos a first model scored highest)")
     ap.add_argument("--workers", type=int, default=1, help="processes drawing the synthetic samples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--samples", type=int, default=1,
+                    help="synthetic samples drawn from each training photo (each its own crop, overlay and seed)")
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
     exclude = labelled_paths()
+    dropped = set()
     if args.drop:
-        exclude |= {os.path.realpath(p.strip()) for p in open(args.drop, encoding="utf-8") if p.strip()}
+        dropped = {os.path.realpath(p.strip()) for p in open(args.drop, encoding="utf-8") if p.strip()}
+        exclude |= dropped
     train = list_photos(args.clean, exclude)
     val = list_photos(args.val, exclude)
     rng = random.Random(args.seed)
@@ -183,7 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     rng.shuffle(val)
     train, val = train[:args.limit or None], val[:args.val_photos]
     print(f"{len(train)} training photos, {len(val)} validation photos ({len(exclude)} left out: labelled "
-          f"by eye or --drop); one synthetic sample each", flush=True)
+          f"by eye or --drop); {args.samples} synthetic sample(s) of each training photo, one of each "
+          "validation photo", flush=True)
+    n_photos = len(train)
+    train = train * args.samples  # sample i draws with seed (seed, i): every copy its own crop and overlay
     t0 = time.time()
     trunk = Trunk().eval()
     f_train, t_train, _ = trunk_features(trunk, train, args.seed, args.workers, "training samples")
@@ -224,7 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     export_onnx(net, out / "watermark.onnx")
     info = {"network": "EfficientNet-Lite0 stem and blocks 0-4 (ImageNet, frozen) + head", "width": args.width,
             "side": SIDE, "stride": STRIDE, "input": "RGB, short side 256, (x / 127.5 - 1)",
-            "trained_on": args.clean, "validated_on": args.val, "training_photos": len(train),
+            "trained_on": [os.path.relpath(p) for p in args.clean], "validated_on": [os.path.relpath(p) for p in args.val],
+            "training_photos": n_photos, "dropped": len(dropped),
+            "samples_per_photo": args.samples,
             "epochs": args.epochs, "history": history, "best_validation_auc": best}
     (out / "watermark.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
     print(f"best synthetic validation AUC {best:.4f}; wrote {out / 'watermark.onnx'}")

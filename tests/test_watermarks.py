@@ -108,7 +108,6 @@ def test_real_corner_marks_score_above_clean_photos():
     import csv
     from pathlib import Path
 
-    from estatelens.checks.quality import work_image
     from estatelens.data.images import read_photo
 
     labels = Path(__file__).resolve().parents[1] / "data" / "labels" / "watermark.csv"
@@ -118,7 +117,7 @@ def test_real_corner_marks_score_above_clean_photos():
     score = {"yes": [], "no": []}
     for r in rows[:80]:
         im, _ = read_photo(str(SHARED_DATA / r["path"]), det.side)
-        score[r["watermark"]].append(det.detect(work_image(im, det.side)).probability)
+        score[r["watermark"]].append(det.detect(det.reading_image(im)).probability)
     assert len(score["yes"]) >= 20 and len(score["no"]) >= 5
     assert np.median(score["yes"]) > np.median(score["no"])
 
@@ -175,3 +174,17 @@ def test_the_checks_read_the_photo_at_the_watermark_networks_size():
     assert seen == [(side, round(1024 * side / 683), 3)]
     assert cols["sharpness"] == plain_cols["sharpness"]  # the quality checks' image is unchanged
     assert cols["watermark"] == "yes"
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="no bundled watermark network")
+def test_the_network_reads_every_photo_at_its_own_size():
+    """Larger photos are reduced and smaller ones enlarged to the reading size (a small photo's
+    corner mark would otherwise be a few pixels)."""
+    pytest.importorskip("cv2")
+    det = WatermarkDetector()
+    for size in ((300, 200), (1024, 683), (det.side, det.side)):
+        a = det.reading_image(photo(1, size))
+        assert min(a.shape[:2]) == det.side and a.dtype == np.uint8
+        assert abs(a.shape[1] / a.shape[0] - size[0] / size[1]) < 0.01
+    grey = photo(1, (600, 400)).convert("L")
+    assert det.reading_image(grey).shape == (det.side, det.side * 3 // 2, 3)

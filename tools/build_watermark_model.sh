@@ -7,8 +7,10 @@
 # --set-threshold). About 20 minutes on 2 cores (2026-12-02; the first build, with DROP_MODEL=first,
 # took about 90 on a slower machine). Usage:
 #   bash tools/build_watermark_model.sh [RUN_DIR]          # INSTALL=0: build and score only
-# DROP_MODEL: the network that makes the drop list: the bundled one by default (how the network of
-# 2026-12-02 was built), or `first` to train a first network on every photo for it (the first build).
+# The drop list (training photos left out because they carry real marks of their own) is
+# data/labels/watermark-drop.txt, the one the shipped network was built with; DROP_MODEL=PATH.onnx
+# makes a new one with that network, DROP_MODEL=first with a first network trained on every photo
+# (how the first build made it).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/tools/setup.sh"
@@ -16,17 +18,20 @@ cd "$ROOT"
 DATA="${SHARED_DATA:-$ROOT/../shared/data}"
 RUN="${1:-runs/watermark}"
 CLEAN=("$DATA/rooms-places/train" "$DATA/rooms-places/extra" "$DATA/rooms-web/train" "$DATA/exteriors-spb")
-DROP_MODEL="${DROP_MODEL:-src/estatelens/bundled/watermark.onnx}"
+DROP_MODEL="${DROP_MODEL:-}"
 mkdir -p "$RUN"
-cp src/estatelens/bundled/watermark.json "$RUN/previous.json" 2>/dev/null || true
 # 1. The drop list: the photos a network scores 0.5 or more (web photos carry real marks of their
 # own: stock agencies, blogs), exteriors-spb kept for its shop signs (scene text, not a mark).
-if [ "$DROP_MODEL" = first ]; then
-    python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN/first" --epochs "${EPOCHS:-8}"
-    DROP_MODEL="$RUN/first/watermark.onnx"
+if [ -z "$DROP_MODEL" ]; then
+    sed "s|^|$DATA/|" data/labels/watermark-drop.txt > "$RUN/drop.txt"
+else
+    if [ "$DROP_MODEL" = first ]; then
+        python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN/first" --epochs "${EPOCHS:-8}"
+        DROP_MODEL="$RUN/first/watermark.onnx"
+    fi
+    python -c "import sys; from estatelens.watermarks.train import write_drop_list as w; print(w(sys.argv[1], sys.argv[3:], sys.argv[2]), 'dropped')" \
+        "$DROP_MODEL" "$RUN/drop.txt" "${CLEAN[@]}"
 fi
-python -c "import sys; from estatelens.watermarks.train import write_drop_list as w; print(w(sys.argv[1], sys.argv[3:], sys.argv[2]), 'dropped')" \
-    "$DROP_MODEL" "$RUN/drop.txt" "${CLEAN[@]}"
 # 2. The network: two synthetic samples of every photo left.
 python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN" --epochs "${EPOCHS:-8}" \
     --samples "${SAMPLES:-2}" --workers 2 --drop "$RUN/drop.txt"

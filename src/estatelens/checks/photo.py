@@ -79,7 +79,7 @@ class PhotoChecker:
             rgb = work_image(im)
             out = measure_array(rgb, size, self.thresholds).columns()
             if self._watermarks is not None:
-                out.update(self._watermarks.columns(work_image(im, self._watermarks.side)))
+                out.update(self._watermarks.columns(self._watermarks.reading_image(im)))
             if self._detector is not None:
                 boxes = self._detector.detect(rgb)
                 out["faces"], out["face_boxes"] = len(boxes), format_boxes(boxes)

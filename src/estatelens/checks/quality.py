@@ -96,14 +96,15 @@ def _cv2():
     return cv2
 
 
-def work_image(im: Image.Image, side: int = WORK_SIDE) -> np.ndarray:
-    """The photo as an RGB uint8 array with a short side of at most `side` px. Bilinear: the tagger
-    decodes JPEGs at a short side of 256 to 511 px (draft mode), so the step down is under 2x,
-    where bilinear misses no pixel; area averaging cost four times as much."""
+def work_image(im: Image.Image, side: int = WORK_SIDE, enlarge: bool = False) -> np.ndarray:
+    """The photo as an RGB uint8 array with a short side of at most `side` px (exactly `side` with
+    `enlarge`: smaller photos are enlarged to it). Bilinear: the tagger decodes JPEGs at a short
+    side of 256 to 511 px (draft mode), so the step down is under 2x, where bilinear misses no
+    pixel; area averaging cost four times as much."""
     a = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     h, w = a.shape[:2]
     s = side / min(w, h)
-    if s >= 1:
+    if s == 1 or (s > 1 and not enlarge):
         return a
     return _cv2().resize(a, (max(1, round(w * s)), max(1, round(h * s))), interpolation=_cv2().INTER_LINEAR)
 

@@ -87,6 +87,7 @@ def test_refusals_keep_their_declared_shapes(client):
 def test_health_vocabulary_and_page(client):
     h = client.get("/api/health").json()
     assert h["ok"] and (h["photos"], h["unusable"], h["listings"]) == (12, 0, 3) and h["model"] == "rooms"
+    assert h["heatmaps"] == ["room_type", "balcony", "fireplace"]  # every head of `rooms` reads its embedding
     v = client.get("/api/vocabulary").json()
     assert "kitchen" in v["rooms"] and v["attributes"] == ["balcony", "fireplace"]
     assert v["listing_columns"] == ["area", "city", "price"] and "kök" in v["synonyms"]["kitchen"]

@@ -6,6 +6,10 @@ room-type head reads. Each attribute is a logistic head on that embedding, store
 `attributes/NAME.json` in the bundle (weights, bias, operating threshold, how it was trained and
 scored). Adding an attribute therefore never touches the network or the room-type head, and costs
 one (N, D) x (D,) product per batch at tagging time.
+
+A graph may have a second tail for attributes (`attribute_tail.py`: the last blocks of a network
+fine-tuned with the attributes, on the room network's shared first blocks); its pooled output is
+ATTRIBUTE_EMBEDDING_OUTPUT, and a head names the output it reads (`embedding` in its JSON).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 EMBEDDING_OUTPUT = "embedding"
+ATTRIBUTE_EMBEDDING_OUTPUT = "attribute_embedding"
 ATTRIBUTES_DIR = "attributes"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 YES, NO, UNSURE = "yes", "no", "unsure"
@@ -68,6 +73,7 @@ class AttributeHead:
     target_precision: float
     graph: str  # graph_fingerprint of the model.onnx it was trained on
     info: dict = field(default_factory=dict)
+    embedding: str = EMBEDDING_OUTPUT  # the graph output it reads
 
     def says(self, probability: float) -> str | None:
         """"yes" or "no" at the operating threshold; None for a head without one."""
@@ -83,7 +89,8 @@ class AttributeHead:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "threshold": self.threshold, "target_precision": self.target_precision,
-                "graph": self.graph, **self.info, "bias": self.bias, "weight": [float(w) for w in self.weight]}
+                "graph": self.graph, "embedding": self.embedding, **self.info, "bias": self.bias,
+                "weight": [float(w) for w in self.weight]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttributeHead":
@@ -92,9 +99,12 @@ class AttributeHead:
         if missing:
             raise ValueError(f"attribute head is missing {', '.join(missing)}")
         threshold = None if d["threshold"] is None else float(d["threshold"])
+        embedding = d.get("embedding", EMBEDDING_OUTPUT)
+        if not isinstance(embedding, str):
+            raise ValueError(f"attribute head's embedding must name a graph output, not {embedding!r}")
         return cls(check_attribute_name(d["name"], new=False), np.asarray(d["weight"], dtype=np.float64),
                    float(d["bias"]), threshold, float(d["target_precision"]), d["graph"],
-                   {k: v for k, v in d.items() if k not in core})
+                   {k: v for k, v in d.items() if k not in core + ("embedding",)}, embedding)
 
 
 def load_attribute_heads(bundle_dir: Path, onnx_path: Path, subfolder: str = ATTRIBUTES_DIR) -> list[AttributeHead]:
@@ -103,7 +113,7 @@ def load_attribute_heads(bundle_dir: Path, onnx_path: Path, subfolder: str = ATT
     folder = bundle_dir / subfolder
     if not folder.is_dir():
         return []
-    heads, fingerprint = [], None
+    heads, fingerprint, outputs = [], None, None
     for f in sorted(folder.glob("*.json")):
         try:
             head = AttributeHead.from_dict(json.loads(f.read_text()))
@@ -115,8 +125,24 @@ def load_attribute_heads(bundle_dir: Path, onnx_path: Path, subfolder: str = ATT
                              f"(graph {head.graph}, bundle {fingerprint}); train it again with "
                              + (f"`estatelens train-attribute {head.name} DATA --model {bundle_dir}`"
                                 if subfolder == ATTRIBUTES_DIR else f"`python tools/add_also.py {bundle_dir} ...`"))
+        if head.embedding != EMBEDDING_OUTPUT:
+            outputs = outputs if outputs is not None else graph_outputs(onnx_path)
+            if head.embedding not in outputs:
+                raise ValueError(f"{f}: reads the graph output {head.embedding!r}, which {onnx_path} does not have "
+                                 f"(outputs: {', '.join(outputs)})")
         heads.append(head)
     return heads
+
+
+def graph_outputs(onnx_path: str | os.PathLike) -> list[str]:
+    """The graph's output names, read by ONNX Runtime without optimising it (a tenth of a second;
+    the light install has no `onnx` package)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    return [o.name for o in ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"]).get_outputs()]
 
 
 def save_attribute_head(bundle_dir: Path, head: AttributeHead, subfolder: str = ATTRIBUTES_DIR) -> Path:
@@ -130,9 +156,7 @@ def save_attribute_head(bundle_dir: Path, head: AttributeHead, subfolder: str = 
 
 
 def has_embedding_output(onnx_path: str | os.PathLike) -> bool:
-    import onnx
-
-    return EMBEDDING_OUTPUT in [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    return EMBEDDING_OUTPUT in graph_outputs(onnx_path)
 
 
 def add_embedding_output(onnx_path: str | os.PathLike) -> bool:

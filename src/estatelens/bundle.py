@@ -17,6 +17,7 @@ PyTorch for these networks.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -181,6 +182,15 @@ class ModelBundle:
         import torch
 
         path = self.path / "weights.pt"
+        shared = self.info.get("weights_from")
+        if not path.is_file() and shared:
+            # A bundle with an attribute tail may use the weights of the room network it carries,
+            # from the bundle installed beside it (tools/build_attribute_tail.py --share-weights).
+            path = self.path.parent / shared["bundle"] / "weights.pt"
+            if not path.is_file():  # a copy elsewhere (adapt --out, train-attribute --out): the bundled one
+                path = Path(__file__).parent / "bundled" / shared["bundle"] / "weights.pt"
+            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != shared["sha256"]:
+                raise ValueError(f"{path}: is not the weights.pt {self.path} was built with (sha256 differs)")
         if not path.is_file():
             raise FileNotFoundError(f"{self.path}: has no weights.pt {purpose}")
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -198,6 +208,12 @@ class ModelBundle:
     def run_batch(self, batch, embedding: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities (N, C), embedding (N, D) or None when not asked for or not in the graph),
         from one pass of the network."""
+        probs, got = self.run_outputs(batch, [EMBEDDING_OUTPUT] if embedding else [])
+        return probs, got.get(EMBEDDING_OUTPUT)
+
+    def run_outputs(self, batch, outputs: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(probabilities (N, C), {name: array} for each of `outputs` the graph has), from one pass of
+        the network: the embedding, and the attribute tail's embedding where the graph has one."""
         if hasattr(batch, "numpy") and not isinstance(batch, np.ndarray):
             batch = batch.numpy()
         sess = self.session()
@@ -205,11 +221,11 @@ class ModelBundle:
         head = self.room_head
         if head is not None and EMBEDDING_OUTPUT not in names:
             raise ValueError(f"{self.onnx_path}: has no embedding output for room_head.json to read")
-        want = [names[0]] + ([EMBEDDING_OUTPUT] if (embedding or head) and EMBEDDING_OUTPUT in names else [])
-        out = sess.run(want, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})
-        emb = out[1] if len(out) > 1 else None
-        probs = head.probabilities(emb) if head is not None else out[0]
-        return probs, (emb if embedding else None)
+        want = [names[0]] + [n for n in dict.fromkeys([*outputs] + ([EMBEDDING_OUTPUT] if head else []))
+                             if n in names and n != names[0]]
+        out = dict(zip(want, sess.run(want, {sess.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})))
+        probs = head.probabilities(out[EMBEDDING_OUTPUT]) if head is not None else out[names[0]]
+        return probs, {n: out[n] for n in outputs if n in out}
 
     def predict_files(self, paths: Sequence[str]) -> np.ndarray:
         """Convenience for a handful of photos; batch jobs use the streaming loaders."""

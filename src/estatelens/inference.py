@@ -17,6 +17,7 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from .attributes import EMBEDDING_OUTPUT
 from .bundle import ModelBundle
 from .data.dataset import Sample
 from .data.images import MIN_SIDE, PhotoError, is_image_name, read_photo, too_small
@@ -123,12 +124,15 @@ def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[t
     e_of: dict = {}
     c_of: dict = {}
     if good:
-        probs, emb = bundle.run_batch(np.stack([loaded[i][0] for i in good]),
-                                      embedding=bool(heads) or bool(cues) or scorer is not None or embeddings)
+        # Each head reads its own output: the embedding, or an attribute tail's (attributes.py).
+        want = [h.embedding for h in (*heads, *cues)] + (
+            [EMBEDDING_OUTPUT] if scorer is not None or embeddings else [])
+        probs, out = bundle.run_outputs(np.stack([loaded[i][0] for i in good]), list(dict.fromkeys(want)))
+        emb = out.get(EMBEDDING_OUTPUT)
         if embeddings and emb is None:
             raise ValueError(f"{bundle.onnx_path}: has no embedding output")
-        attrs = {h.name: h.probability(emb) for h in heads}
-        cue_p = {h.name: h.probability(emb) for h in cues}
+        attrs = {h.name: h.probability(out[h.embedding]) for h in heads}
+        cue_p = {h.name: h.probability(out[h.embedding]) for h in cues}
         far = scorer.score(emb) if scorer is not None else None
         for j, i in enumerate(good):
             p_of[i] = probs[j]

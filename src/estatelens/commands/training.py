@@ -179,6 +179,10 @@ def add_parsers(sub) -> None:
                    help="weight yes and no equally in the loss (default full; the probabilities are recalibrated after)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--report", help="folder for metrics.json and the precision-recall plot (default runs/attribute-NAME)")
+    a.add_argument("--embedding", help=(
+        "graph output the head reads: embedding (the room-type network's) or attribute_embedding (an "
+        "attribute tail's, tools/build_attribute_tail.py); default: the attribute tail's where the "
+        "graph has one"))
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_train_attribute)
 
@@ -311,7 +315,8 @@ def cmd_train_attribute(args) -> int:
     import shutil
     import tempfile
 
-    from ..attributes import add_embedding_output, save_attribute_head
+    from ..attributes import (ATTRIBUTE_EMBEDDING_OUTPUT, EMBEDDING_OUTPUT, add_embedding_output, graph_outputs,
+                              save_attribute_head)
     from ..bundle import bundle_folder, load_bundle
     from ..data.attribute_labels import read_attribute_label_sources
     from ..evaluation.report import plot_precision_recall
@@ -340,8 +345,14 @@ def cmd_train_attribute(args) -> int:
         if graph_changed:
             print(f"{target}: the network now also outputs its embedding (room-type outputs unchanged)")
         bundle = load_bundle(tmp)
+        outputs = graph_outputs(bundle.onnx_path)
+        embedding = args.embedding or (ATTRIBUTE_EMBEDDING_OUTPUT if ATTRIBUTE_EMBEDDING_OUTPUT in outputs
+                                       else EMBEDDING_OUTPUT)
+        if embedding not in outputs:
+            raise ValueError(f"{source.path}: the graph has no output {embedding!r} (outputs: {', '.join(outputs)})")
         fit = train_attribute(bundle, labels, target_precision=args.precision, views=args.views,
-                              class_balance=args.class_balance, seed=args.seed, progress=not args.quiet)
+                              class_balance=args.class_balance, seed=args.seed, progress=not args.quiet,
+                              embedding=embedding)
         save_attribute_head(tmp, fit.head)
         if in_place:
             if graph_changed:

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..attributes import YES, AttributeHead, graph_fingerprint
+from ..attributes import EMBEDDING_OUTPUT, YES, AttributeHead, graph_fingerprint
 from ..bundle import ModelBundle, estatelens_home
 from ..data.attribute_labels import AttributeLabels
 from ..data.images import PhotoError, read_photo
@@ -59,8 +59,9 @@ class EmbeddingCache:
     absolute path, size and modification time, the view index and the seed: a second attribute
     on the same photos (or a rerun) costs no network pass."""
 
-    def __init__(self, bundle: ModelBundle):
-        self.path = estatelens_home() / "embeddings" / f"{graph_fingerprint(bundle.onnx_path)}.pkl"
+    def __init__(self, bundle: ModelBundle, output: str = EMBEDDING_OUTPUT):
+        suffix = "" if output == EMBEDDING_OUTPUT else f"-{output}"
+        self.path = estatelens_home() / "embeddings" / f"{graph_fingerprint(bundle.onnx_path)}{suffix}.pkl"
         self.data: dict[str, np.ndarray] = {}
         if self.path.is_file():
             try:
@@ -114,9 +115,11 @@ def _views(path: str, bundle: ModelBundle, views: int, seed: int) -> tuple[list[
 
 
 def embed_photos(bundle: ModelBundle, paths: Sequence[str], *, views: int = 4, seed: int = 0,
-                 batch_size: int = 16, progress: bool = True) -> tuple[np.ndarray, list[str]]:
-    """(embeddings (N, 1 + views, D) float32, NaN where a photo failed; status per photo)."""
-    cache = EmbeddingCache(bundle)
+                 batch_size: int = 16, progress: bool = True,
+                 output: str = EMBEDDING_OUTPUT) -> tuple[np.ndarray, list[str]]:
+    """(embeddings (N, 1 + views, D) float32, NaN where a photo failed; status per photo); `output`:
+    the graph output to read (the embedding, or an attribute tail's)."""
+    cache = EmbeddingCache(bundle, output)
     rows: list[np.ndarray | None] = [None] * len(paths)
     status = ["ok"] * len(paths)
     todo = []
@@ -143,10 +146,11 @@ def embed_photos(bundle: ModelBundle, paths: Sequence[str], *, views: int = 4, s
                 batch += arrays
                 owners.append(i)
             if batch:
-                _, emb = bundle.run_batch(np.stack(batch))
+                _, got = bundle.run_outputs(np.stack(batch), [output])
+                emb = got.get(output)
                 if emb is None:
-                    raise ValueError(f"{bundle.onnx_path}: the graph has no embedding output; "
-                                     f"see attributes.add_embedding_output")
+                    raise ValueError(f"{bundle.onnx_path}: the graph has no {output} output"
+                                     + ("; see attributes.add_embedding_output" if output == EMBEDDING_OUTPUT else ""))
                 # Stored as float16, and used as stored, so that a rerun from the cache fits the same head.
                 emb = emb.reshape(len(owners), views + 1, -1).astype(np.float16)
                 for j, i in enumerate(owners):
@@ -277,7 +281,7 @@ def partition(samples: Sequence, keep: np.ndarray | None = None) -> tuple[np.nda
 
 def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_precision: float = 0.9,
                     views: int = 4, class_balance: str = "full", seed: int = 0, progress: bool = True,
-                    log: Callable[[str], None] = print) -> AttributeFit:
+                    log: Callable[[str], None] = print, embedding: str = EMBEDDING_OUTPUT) -> AttributeFit:
     if not 0 < target_precision < 1:
         raise ValueError(f"target precision must be between 0 and 1, got {target_precision}")
     if labels.name in bundle.classes:
@@ -286,7 +290,8 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
         raise ValueError(f"class_balance must be none or full, not {class_balance!r}")
     t0 = time.time()
     samples = labels.samples
-    emb, status = embed_photos(bundle, [s.path for s in samples], views=views, seed=seed, progress=progress)
+    emb, status = embed_photos(bundle, [s.path for s in samples], views=views, seed=seed, progress=progress,
+                               output=embedding)
     failed = [{"path": s.path, "reason": st} for s, st in zip(samples, status) if st != "ok"]
     for f in failed[:5]:
         log(f"  skipped {f['path']}: {f['reason']}")
@@ -348,11 +353,11 @@ def train_attribute(bundle: ModelBundle, labels: AttributeLabels, *, target_prec
     w = lr.coef_[0] / scaler.scale_
     w0 = float(lr.intercept_[0] - np.dot(w, scaler.mean_))
     head = AttributeHead(labels.name, a * w, a * w0 + b, threshold, target_precision,
-                         graph_fingerprint(bundle.onnx_path))
+                         graph_fingerprint(bundle.onnx_path), embedding=embedding)
 
     p_test = head.probability(emb[test, 0]) if len(test) else np.zeros(0)
     report = {
-        "attribute": labels.name, "model": str(bundle.path), "labels": labels.counts(),
+        "attribute": labels.name, "model": str(bundle.path), "embedding": embedding, "labels": labels.counts(),
         "unreadable": failed, "views_per_photo": views, "class_balance": class_balance, "seed": seed,
         "test_copies_of_training_photos_left_out": leaked,
         "C": C, "cv_average_precision": {str(k): round(v, 4) for k, v in cv_scores.items()},

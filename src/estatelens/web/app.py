@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field, create_model
 from sqlalchemy import func, select
 
 from .. import __version__
+from ..attributes import EMBEDDING_OUTPUT
 from ..bundle import estatelens_home, load_bundle
 from ..data.images import PhotoError, read_photo
 from ..index import build, db, review
@@ -210,7 +211,8 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
     # model's attributes to the index).
     rooms = sorted(set(vocab.rooms) | set(bundle.classes))
     attributes = sorted(set(vocab.attributes) | {h.name for h in bundle.attributes})
-    heatmap_targets = [db.ROOM_TYPE, *(h.name for h in bundle.attributes)]
+    # Grad-CAM follows weights.pt's network: heads on an attribute tail (rooms-attributes) have none.
+    heatmap_targets = [db.ROOM_TYPE, *(h.name for h in bundle.attributes if h.embedding == EMBEDDING_OUTPUT)]
     export_targets = [*review.EXPORT_TARGETS, *attributes]
     uploads = Path(upload_dir) if upload_dir else default_upload_dir(database)
     thumbs, heatmaps = _Cache(CACHE_ITEMS), _Cache(200)
@@ -327,7 +329,8 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
             n_ok = conn.execute(select(func.count()).select_from(db.photos).where(db.photos.c.status == "ok")).scalar()
             n_listings = conn.execute(select(func.count()).select_from(db.listings)).scalar()
         return {"ok": True, "version": __version__, "photos": n_ok, "unusable": n - n_ok, "listings": n_listings,
-                "model": model_name, "model_version": model_version, "max_upload_bytes": max_upload_bytes}
+                "model": model_name, "model_version": model_version, "max_upload_bytes": max_upload_bytes,
+                "heatmaps": heatmap_targets}
 
     @app.get("/api/vocabulary", summary="Room types, attributes, listing columns and synonyms of this index",
              responses=reads)
@@ -434,7 +437,9 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
                 buf = io.BytesIO()
                 render_overlay(ex.path, hm, bundle.preprocessing.crop_fraction, photo).save(buf, format="JPEG", quality=85)
                 heatmaps.put((photo_id, hm.target, rec["tagged_at"]), buf.getvalue())
-        return Response(heatmaps.get((photo_id, target, rec["tagged_at"])), media_type="image/jpeg")
+        if (hit := heatmaps.get((photo_id, target, rec["tagged_at"]))) is None:
+            raise HTTPException(404, f"no heatmap for {target}")
+        return Response(hit, media_type="image/jpeg")
 
     # Two paths, so that each declares the values it takes: the room type takes a room type of
     # the index, an attribute yes or no. Same URLs as one {target} path would have.

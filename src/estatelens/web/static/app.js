@@ -594,7 +594,10 @@ function imagePane(p) {
   const bar = h("div", { class: "toolbar", testid: "heatmap-buttons" }, h("span", { class: "muted" }, "Show:"), original);
   if (p.status === "ok") {
     bar.append(mk("Room type heatmap", "room_type", "heatmap-room_type"));
-    for (const a of Object.keys(p.attributes || {})) bar.append(mk(`${Label(a)} heatmap`, a, `heatmap-${a}`));
+    const drawable = (state.health && state.health.heatmaps) || null;  // heads Grad-CAM can follow
+    for (const a of Object.keys(p.attributes || {})) {
+      if (!drawable || drawable.includes(a)) bar.append(mk(`${Label(a)} heatmap`, a, `heatmap-${a}`));
+    }
   }
   show(null, original);
   return h("div", { class: "image-pane" }, h("div", { class: "image-box" }, img, loading), bar, caption, error);

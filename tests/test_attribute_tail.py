@@ -1,0 +1,178 @@
+"""An attribute tail beside the room network (attribute_tail.py, tools/build_attribute_tail.py):
+the combined graph computes the room network's outputs to the bit and the donor's embedding from
+the shared blocks, attribute heads read it, and the tagger, train-attribute and explain follow."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from estatelens.attribute_tail import combine, default_cut
+from estatelens.attributes import ATTRIBUTE_EMBEDDING_OUTPUT, EMBEDDING_OUTPUT
+from estatelens.bundle import load_bundle, onnx_session
+from estatelens.cli import main
+
+from conftest import stripes
+from test_attributes import dim, make_dim_folder, read_csv_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+LAST_BLOCK = 6  # RoomNet's blocks are features.0 .. features.6
+
+
+def perturbed_donor(base: Path, dest: Path) -> Path:
+    """The base bundle's network with its last block changed (as fine-tuning would change it),
+    saved as a bundle of its own."""
+    import torch
+
+    from estatelens.bundle import save_bundle
+    from estatelens.models.registry import create_model
+
+    b = load_bundle(base)
+    net = create_model(b.info["model"], num_classes=len(b.classes), pretrained=False)
+    net.load_state_dict(b.weights("for the test"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if f"features.{LAST_BLOCK}." in name and p.ndim == 4:
+                p.mul_(-0.5).add_(0.1 * torch.randn(p.shape, generator=g))
+    return save_bundle(dest, net.eval(), b.classes, b.preprocessing, {"model": b.info["model"], "mode": "finetune"}).path
+
+
+@pytest.fixture(scope="module")
+def tail_bundles(tmp_path_factory, stripes_bundle) -> tuple[Path, Path, Path]:
+    """(base, donor, combined), the combined one built by the tool."""
+    root = tmp_path_factory.mktemp("tail")
+    donor = perturbed_donor(stripes_bundle, root / "donor")
+    out = root / "combined.estatelens"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "build_attribute_tail.py"), str(stripes_bundle), str(donor),
+                    str(out)], check=True, capture_output=True, text=True)
+    return stripes_bundle, donor, out
+
+
+def batch(n: int = 6, size: int = 64) -> np.ndarray:
+    return np.random.default_rng(1).uniform(-2, 2, (n, 3, size, size)).astype(np.float32)
+
+
+def test_combined_graph_keeps_the_room_network_and_computes_the_donors_embedding(tail_bundles):
+    base, donor, out = tail_bundles
+    x = batch()
+    a, b, d = (onnx_session(p / "model.onnx") for p in (out, base, donor))
+    got = dict(zip(["output", EMBEDDING_OUTPUT, ATTRIBUTE_EMBEDDING_OUTPUT],
+                   a.run(["output", EMBEDDING_OUTPUT, ATTRIBUTE_EMBEDDING_OUTPUT], {"image": x})))
+    room_p, room_e = b.run(["output", EMBEDDING_OUTPUT], {"image": x})
+    (donor_e,) = d.run([EMBEDDING_OUTPUT], {"image": x})
+    assert np.array_equal(got["output"], room_p) and np.array_equal(got[EMBEDDING_OUTPUT], room_e)
+    np.testing.assert_allclose(got[ATTRIBUTE_EMBEDDING_OUTPUT], donor_e, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got[ATTRIBUTE_EMBEDDING_OUTPUT], room_e, atol=1e-3)  # the tail is the donor's, not a copy
+    info = load_bundle(out).info["attribute_tail"]
+    assert info["first_block"] == LAST_BLOCK and info["cut"] == "/backbone/features/features.5/Add_output_0"
+
+
+def test_a_cut_the_tail_cannot_start_from_is_refused(tmp_path, tail_bundles):
+    import onnx
+
+    base, donor, _ = tail_bundles
+    assert default_cut(onnx.load(str(donor / "model.onnx")).graph, LAST_BLOCK) == "/backbone/features/features.5/Add_output_0"
+    # inside the last block: its shortcut still reads the block before, from the shared part
+    inside = "/backbone/features/features.6/body/body.0/body.0.2/Relu_output_0"
+    with pytest.raises(ValueError, match="reads the graph input image other than through"):
+        combine(base / "model.onnx", donor / "model.onnx", inside, tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="has no tensor"):
+        combine(base / "model.onnx", donor / "model.onnx", "no/such/tensor", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_tail_starts_where_the_weights_first_differ_and_nothing_before_may_differ():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from build_attribute_tail import first_trained_block
+
+    base = {"backbone.net._conv_stem.weight": torch.ones(2), "backbone.net._blocks.14._dw.weight": torch.ones(2),
+            "backbone.net._blocks.15._dw.weight": torch.ones(2), "backbone.net._conv_head.weight": torch.ones(2),
+            "head.1.weight": torch.ones(2)}
+    donor = {**base, "backbone.net._blocks.15._dw.weight": torch.zeros(2), "head.1.weight": torch.zeros(2),
+             "backbone.net._conv_head.weight": torch.zeros(2), "attribute_head.weight": torch.ones(3)}
+    assert first_trained_block(base, donor) == 15
+    with pytest.raises(ValueError, match="differ before block 15: backbone.net._conv_stem.weight"):
+        first_trained_block(base, {**donor, "backbone.net._conv_stem.weight": torch.zeros(2)})
+    with pytest.raises(ValueError, match="differ in no block"):
+        first_trained_block(base, base)
+    with pytest.raises(ValueError, match="DONOR lacks head.1.weight"):
+        first_trained_block(base, {k: v for k, v in donor.items() if k != "head.1.weight"})
+
+
+def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bundles):
+    base, donor, out = tail_bundles
+    data = make_dim_folder(tmp_path / "data")
+    taught = tmp_path / "taught.estatelens"
+    assert main(["train-attribute", "dim", str(data), "--model", str(out), "--out", str(taught), "--views", "1",
+                 "--report", str(tmp_path / "report"), "--quiet"]) == 0
+    head = load_bundle(taught).attributes[0]
+    assert head.embedding == ATTRIBUTE_EMBEDDING_OUTPUT  # the default where the graph has a tail
+    assert json.loads((taught / "attributes" / "dim.json").read_text())["embedding"] == ATTRIBUTE_EMBEDDING_OUTPUT
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        dim(stripes(("vertical", "horizontal")[i % 2], 80, seed=700 + i)).save(photos / f"d{i}.jpg")
+        stripes(("vertical", "horizontal")[i % 2], 80, seed=800 + i).save(photos / f"b{i}.jpg")
+    tags, plain = tmp_path / "tags.csv", tmp_path / "plain.csv"
+    assert main(["tag", str(photos), "--model", str(taught), "--out", str(tags), "--quiet"]) == 0
+    assert main(["tag", str(photos), "--model", str(base), "--out", str(plain), "--quiet"]) == 0
+    rows, before = read_csv_rows(tags), {r["path"]: r for r in read_csv_rows(plain)}
+    # room types are the room network's; the attribute is the head on the donor's embedding
+    from estatelens.data.preprocess import decode_side
+    from estatelens.inference import load_photo
+
+    b = load_bundle(taught)
+    d = onnx_session(donor / "model.onnx")
+    for r in rows:
+        assert (r["room_type"], r["probability"]) == (before[r["path"]]["room_type"], before[r["path"]]["probability"])
+        x, _, _ = load_photo(r["path"], b.preprocessing, decode_side(b.preprocessing))
+        (e,) = d.run([EMBEDDING_OUTPUT], {"image": x[None]})
+        assert float(r["dim_probability"]) == pytest.approx(float(head.probability(e)[0]), abs=2e-4)
+    # the head reads an output the room network's weights.pt cannot explain: Grad-CAM leaves it out
+    from estatelens.explain import Explainer
+
+    assert Explainer(b).heads == {}
+
+
+def test_a_head_on_an_output_the_graph_lacks_is_refused(tmp_path, tail_bundles):
+    _, _, out = tail_bundles
+    data = make_dim_folder(tmp_path / "data")
+    taught = tmp_path / "taught.estatelens"
+    assert main(["train-attribute", "dim", str(data), "--model", str(out), "--out", str(taught), "--views", "1",
+                 "--embedding", EMBEDDING_OUTPUT, "--report", str(tmp_path / "r"), "--quiet"]) == 0
+    assert load_bundle(taught).attributes[0].embedding == EMBEDDING_OUTPUT  # asked for: the room embedding
+    f = taught / "attributes" / "dim.json"
+    head = json.loads(f.read_text())
+    head["embedding"] = "no_such_output"
+    f.write_text(json.dumps(head))
+    with pytest.raises(ValueError, match="reads the graph output 'no_such_output'"):
+        load_bundle(taught).attributes
+
+
+def test_the_web_app_offers_no_heatmap_for_a_head_on_the_tail(tmp_path, tail_bundles):
+    from starlette.testclient import TestClient
+
+    from estatelens.web import create_app
+
+    _, _, out = tail_bundles
+    data = make_dim_folder(tmp_path / "data")
+    taught = tmp_path / "taught.estatelens"
+    assert main(["train-attribute", "dim", str(data), "--model", str(out), "--out", str(taught), "--views", "1",
+                 "--report", str(tmp_path / "r"), "--quiet"]) == 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    stripes("vertical", 80, seed=5).save(photos / "a.jpg")
+    assert main(["index", str(photos), "--model", str(taught), "--db", str(tmp_path / "x.db"), "--quiet"]) == 0
+    with TestClient(create_app(str(tmp_path / "x.db"), model=str(taught), token="t" * 12)) as c:
+        assert c.get("/api/health").json()["heatmaps"] == ["room_type"]
+        photo = c.get("/api/search").json()["results"][0]
+        assert "dim" in photo["attributes"]  # tagged with the tail's head
+        assert c.get(f"/api/photos/{photo['id']}/heatmap/dim").status_code in (404, 422)

@@ -57,6 +57,15 @@ def batch(n: int = 6, size: int = 64) -> np.ndarray:
     return np.random.default_rng(1).uniform(-2, 2, (n, 3, size, size)).astype(np.float32)
 
 
+def teach_dim(tmp_path: Path, model: Path, *options: str) -> Path:
+    """A copy of `model` with the attribute "dim" trained on it (test_attributes' tiny folder)."""
+    data = make_dim_folder(tmp_path / "data")
+    taught = tmp_path / "taught.estatelens"
+    assert main(["train-attribute", "dim", str(data), "--model", str(model), "--out", str(taught), "--views", "1",
+                 *options, "--report", str(tmp_path / "report"), "--quiet"]) == 0
+    return taught
+
+
 def test_combined_graph_keeps_the_room_network_and_computes_the_donors_embedding(tail_bundles):
     base, donor, out = tail_bundles
     x = batch()
@@ -108,10 +117,7 @@ def test_the_tail_starts_where_the_weights_first_differ_and_nothing_before_may_d
 
 def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bundles):
     base, donor, out = tail_bundles
-    data = make_dim_folder(tmp_path / "data")
-    taught = tmp_path / "taught.estatelens"
-    assert main(["train-attribute", "dim", str(data), "--model", str(out), "--out", str(taught), "--views", "1",
-                 "--report", str(tmp_path / "report"), "--quiet"]) == 0
+    taught = teach_dim(tmp_path, out)
     head = load_bundle(taught).attributes[0]
     assert head.embedding == ATTRIBUTE_EMBEDDING_OUTPUT  # the default where the graph has a tail
     assert json.loads((taught / "attributes" / "dim.json").read_text())["embedding"] == ATTRIBUTE_EMBEDDING_OUTPUT
@@ -144,10 +150,7 @@ def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bu
 
 def test_a_head_on_an_output_the_graph_lacks_is_refused(tmp_path, tail_bundles):
     _, _, out = tail_bundles
-    data = make_dim_folder(tmp_path / "data")
-    taught = tmp_path / "taught.estatelens"
-    assert main(["train-attribute", "dim", str(data), "--model", str(out), "--out", str(taught), "--views", "1",
-                 "--embedding", EMBEDDING_OUTPUT, "--report", str(tmp_path / "r"), "--quiet"]) == 0
+    taught = teach_dim(tmp_path, out, "--embedding", EMBEDDING_OUTPUT)
     assert load_bundle(taught).attributes[0].embedding == EMBEDDING_OUTPUT  # asked for: the room embedding
     f = taught / "attributes" / "dim.json"
     head = json.loads(f.read_text())
@@ -163,10 +166,7 @@ def test_the_web_app_offers_no_heatmap_for_a_head_on_the_tail(tmp_path, tail_bun
     from estatelens.web import create_app
 
     _, _, out = tail_bundles
-    data = make_dim_folder(tmp_path / "data")
-    taught = tmp_path / "taught.estatelens"
-    assert main(["train-attribute", "dim", str(data), "--model", str(out), "--out", str(taught), "--views", "1",
-                 "--report", str(tmp_path / "r"), "--quiet"]) == 0
+    taught = teach_dim(tmp_path, out)
     photos = tmp_path / "photos"
     photos.mkdir()
     stripes("vertical", 80, seed=5).save(photos / "a.jpg")

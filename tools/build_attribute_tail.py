@@ -44,8 +44,9 @@ def first_trained_block(base_state: dict, donor_state: dict) -> int:
     if not blocks:
         raise ValueError("BASE and DONOR differ in no block: nothing to make a tail of")
     first = min(blocks)
-    early = [k for k in differ if not (m := BLOCK.search(k)) or int(m.group(1)) < first]
-    early = [k for k in early if not k.startswith("head.") and "_conv_head" not in k and "_bn1" not in k]
+    # Outside the blocks, only what comes after them (the head conv and its norm, the classifier) may differ.
+    after = ("head.", "backbone.net._conv_head.", "backbone.net._bn1.")
+    early = [k for k in differ if not BLOCK.search(k) and not k.startswith(after)]
     if early:
         raise ValueError(f"BASE and DONOR differ before block {first}: {', '.join(early[:5])}")
     return first

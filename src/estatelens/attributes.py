@@ -75,6 +75,12 @@ class AttributeHead:
     info: dict = field(default_factory=dict)
     embedding: str = EMBEDDING_OUTPUT  # the graph output it reads
 
+    @property
+    def explainable(self) -> bool:
+        """Grad-CAM follows the PyTorch network of weights.pt, whose embedding is EMBEDDING_OUTPUT: a
+        head on an attribute tail's embedding (attribute_tail.py) has no gradient path there."""
+        return self.embedding == EMBEDDING_OUTPUT
+
     def says(self, probability: float) -> str | None:
         """"yes" or "no" at the operating threshold; None for a head without one."""
         if self.threshold is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .attributes import EMBEDDING_OUTPUT, YES
+from .attributes import YES
 from .bundle import ModelBundle
 from .data.images import read_photo
 from .data.preprocess import eval_array
@@ -77,9 +77,7 @@ class Explainer:
 
         self.bundle = bundle
         self.model = load_torch_model(bundle)
-        # Grad-CAM follows the PyTorch network of weights.pt: heads on an attribute tail's embedding
-        # (attribute_tail.py) have no gradient path there and are not explained.
-        self.heads = {h.name: h for h in bundle.attributes if h.embedding == EMBEDDING_OUTPUT}
+        self.heads = {h.name: h for h in bundle.attributes if h.explainable}
         self._attr_w = {n: torch.tensor(h.weight, dtype=torch.float32) for n, h in self.heads.items()}
         self._layer = _last_feature_layer(self.model.backbone, bundle.preprocessing.size)
 

@@ -315,8 +315,7 @@ def cmd_train_attribute(args) -> int:
     import shutil
     import tempfile
 
-    from ..attributes import (ATTRIBUTE_EMBEDDING_OUTPUT, EMBEDDING_OUTPUT, add_embedding_output, graph_outputs,
-                              save_attribute_head)
+    from ..attributes import ATTRIBUTE_EMBEDDING_OUTPUT, EMBEDDING_OUTPUT, add_embedding_output, save_attribute_head
     from ..bundle import bundle_folder, load_bundle
     from ..data.attribute_labels import read_attribute_label_sources
     from ..evaluation.report import plot_precision_recall
@@ -345,7 +344,7 @@ def cmd_train_attribute(args) -> int:
         if graph_changed:
             print(f"{target}: the network now also outputs its embedding (room-type outputs unchanged)")
         bundle = load_bundle(tmp)
-        outputs = graph_outputs(bundle.onnx_path)
+        outputs = [o.name for o in bundle.session().get_outputs()]
         embedding = args.embedding or (ATTRIBUTE_EMBEDDING_OUTPUT if ATTRIBUTE_EMBEDDING_OUTPUT in outputs
                                        else EMBEDDING_OUTPUT)
         if embedding not in outputs:

@@ -40,7 +40,6 @@ from pydantic import BaseModel, Field, create_model
 from sqlalchemy import func, select
 
 from .. import __version__
-from ..attributes import EMBEDDING_OUTPUT
 from ..bundle import estatelens_home, load_bundle
 from ..data.images import PhotoError, read_photo
 from ..index import build, db, review
@@ -211,8 +210,7 @@ def create_app(database: str, *, model: str = "rooms", token: str, read_token: s
     # model's attributes to the index).
     rooms = sorted(set(vocab.rooms) | set(bundle.classes))
     attributes = sorted(set(vocab.attributes) | {h.name for h in bundle.attributes})
-    # Grad-CAM follows weights.pt's network: heads on an attribute tail (rooms-attributes) have none.
-    heatmap_targets = [db.ROOM_TYPE, *(h.name for h in bundle.attributes if h.embedding == EMBEDDING_OUTPUT)]
+    heatmap_targets = [db.ROOM_TYPE, *(h.name for h in bundle.attributes if h.explainable)]
     export_targets = [*review.EXPORT_TARGETS, *attributes]
     uploads = Path(upload_dir) if upload_dir else default_upload_dir(database)
     thumbs, heatmaps = _Cache(CACHE_ITEMS), _Cache(200)

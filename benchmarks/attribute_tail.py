@@ -30,7 +30,7 @@ RUNS = 3
 
 
 def rows_of(path: Path) -> dict[str, dict]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # tag writes a BOM for Excel
         return {r["path"]: r for r in csv.DictReader(f)}
 
 

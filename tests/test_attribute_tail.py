@@ -3,6 +3,7 @@ the combined graph computes the room network's outputs to the bit and the donor'
 the shared blocks, attribute heads read it, and the tagger, train-attribute and explain follow."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from estatelens.attributes import ATTRIBUTE_EMBEDDING_OUTPUT, EMBEDDING_OUTPUT
 from estatelens.bundle import load_bundle, onnx_session
 from estatelens.cli import main
 
-from conftest import stripes
+from conftest import SHARED_DATA, has_shared_data, stripes
 from test_attributes import dim, make_dim_folder, read_csv_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +177,33 @@ def test_the_web_app_offers_no_heatmap_for_a_head_on_the_tail(tmp_path, tail_bun
         photo = c.get("/api/search").json()["results"][0]
         assert "dim" in photo["attributes"]  # tagged with the tail's head
         assert c.get(f"/api/photos/{photo['id']}/heatmap/dim").status_code in (404, 422)
+
+
+@pytest.mark.skipif(not has_shared_data(), reason="../shared/data is not here")
+def test_the_bundled_rooms_attributes_keeps_the_room_types_and_finds_fireplaces(tmp_path):
+    """The opt-in bundle (tools/build_attribute_model.sh): room types exactly as `rooms` says them,
+    fireplace from the tail, ranked better than `rooms` ranks it on the labelled rooms-web test
+    living rooms (none of which the tail or its heads learnt from)."""
+    from sklearn.metrics import average_precision_score
+
+    rooms, tail = load_bundle("rooms"), load_bundle("rooms-attributes")
+    assert tail.classes == rooms.classes and tail.info["weights_from"]["bundle"] == "rooms.estatelens"
+    heads = {h.name: h for h in tail.attributes}
+    assert sorted(heads) == ["balcony", "fireplace"]
+    assert all(h.embedding == ATTRIBUTE_EMBEDDING_OUTPUT for h in heads.values())
+    assert 0 < heads["fireplace"].threshold < 1
+    with open(SHARED_DATA / "attributes.csv", newline="") as f:
+        labels = {SHARED_DATA / r["path"]: r["fireplace"] == "yes" for r in csv.DictReader(f)
+                  if r["path"].startswith("rooms-web/test/") and r["fireplace"] in ("yes", "no")}
+    assert len(labels) >= 100 and sum(labels.values()) >= 15
+    rows = {}
+    for model in ("rooms", "rooms-attributes"):
+        out = tmp_path / f"{model}.csv"
+        assert main(["tag", *map(str, labels), "--model", model, "--out", str(out), "--quiet"]) == 0
+        rows[model] = {r["path"]: r for r in read_csv_rows(out)}
+    for p, r in rows["rooms"].items():
+        assert (r["room_type"], r["probability"]) == (rows["rooms-attributes"][p]["room_type"],
+                                                       rows["rooms-attributes"][p]["probability"])
+    y = [labels[Path(p)] for p in rows["rooms"]]
+    ap = {m: average_precision_score(y, [float(r["fireplace_probability"]) for r in rows[m].values()]) for m in rows}
+    assert ap["rooms-attributes"] >= 0.8 and ap["rooms-attributes"] > ap["rooms"] + 0.1, ap

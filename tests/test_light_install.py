@@ -41,12 +41,18 @@ def test_the_base_install_has_no_torch_and_tags_indexes_searches(light_env, tmp_
     # many as the source tree holds), and the watermark network.
     source = ROOT / "src" / "estatelens" / "bundled"
     want = [str(len(list((source / "rooms.estatelens" / d).glob("*.json")))) for d in ("attributes", "also")]
+    # and the opt-in rooms-attributes bundle, whose heads read its tail (the graph's outputs read by
+    # ONNX Runtime: no onnx package here), with the room network's weights.pt shared, not copied
+    tail = [str(len(list((source / "rooms-attributes.estatelens" / "attributes").glob("*.json"))))]
     heads = subprocess.run([py, "-c", "from estatelens.bundle import load_bundle; b = load_bundle('rooms'); "
                                       "from estatelens.watermarks.detector import MODEL; "
-                                      "print(len(b.attributes), len(b.also_heads), b.unusual is not None, MODEL.is_file())"],
+                                      "t = load_bundle('rooms-attributes'); "
+                                      "print(len(b.attributes), len(b.also_heads), b.unusual is not None, MODEL.is_file(), "
+                                      "len(t.attributes), (t.path / 'weights.pt').exists())"],
                            capture_output=True, text=True, cwd=tmp_path)
-    assert heads.stdout.split() == [*want, "True", str((source / "watermark.onnx").is_file())], heads.stdout + heads.stderr
-    assert want[0] == "2"
+    assert heads.stdout.split() == [*want, "True", str((source / "watermark.onnx").is_file()), *tail, "False"], \
+        heads.stdout + heads.stderr
+    assert want[0] == tail[0] == "2"
     photos = make_listing_folders(tmp_path / "photos", size=200)
     tag = _run(light_env, "tag", str(photos), "--out", str(tmp_path / "tags.xlsx"), "--quiet", cwd=tmp_path)
     assert tag.returncode == 0, tag.stderr

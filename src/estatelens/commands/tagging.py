@@ -130,7 +130,10 @@ def min_size_of(args) -> tuple[int, int] | None:
 
 def _add_tagger_options(p: argparse.ArgumentParser) -> None:
     """The options of every command that runs the tagger over photos (tag, index)."""
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundle folder or bundled model name (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=(
+        f"bundle folder or bundled model name (default {DEFAULT_MODEL}); rooms-attributes: the same room types, "
+        "fireplace and balcony from a second network tail (fireplace average precision 0.89 against 0.64; "
+        "about 17 %% slower)"))
     p.add_argument("--batch-size", type=int, default=16, help=(
         "photos per network run (default 16: on 2 cores smaller batches keep activations in cache "
         "and ran faster than 32 or 64)"))

@@ -116,7 +116,7 @@ def test_the_tail_starts_where_the_weights_first_differ_and_nothing_before_may_d
         first_trained_block(base, {k: v for k, v in donor.items() if k != "head.1.weight"})
 
 
-def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bundles):
+def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bundles, capsys):
     base, donor, out = tail_bundles
     taught = teach_dim(tmp_path, out)
     head = load_bundle(taught).attributes[0]
@@ -143,10 +143,17 @@ def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bu
         x, _, _ = load_photo(r["path"], b.preprocessing, decode_side(b.preprocessing))
         (e,) = d.run([EMBEDDING_OUTPUT], {"image": x[None]})
         assert float(r["dim_probability"]) == pytest.approx(float(head.probability(e)[0]), abs=2e-4)
-    # the head reads an output the room network's weights.pt cannot explain: Grad-CAM leaves it out
+    # the head reads an output the room network's weights.pt cannot explain: Grad-CAM leaves it out,
+    # and says so
     from estatelens.explain import Explainer
 
     assert Explainer(b).heads == {}
+    capsys.readouterr()
+    assert main(["explain", rows[0]["path"], "--model", str(taught), "--out", str(tmp_path / "maps"),
+                 "--every-attribute"]) == 0
+    out = capsys.readouterr()
+    assert "no heatmap for dim" in out.err and "room_type" not in out.err
+    assert len(list((tmp_path / "maps").iterdir())) == 1  # the room type's overlay only
 
 
 def test_a_head_on_an_output_the_graph_lacks_is_refused(tmp_path, tail_bundles):

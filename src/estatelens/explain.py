@@ -69,6 +69,16 @@ def load_torch_model(bundle: ModelBundle):
     return model.eval()
 
 
+def unexplained_note(bundle: ModelBundle) -> str | None:
+    """A sentence naming the bundle's attribute heads that get no heatmap (those on an attribute
+    tail: the PyTorch weights a bundle carries are its room network's), or None."""
+    names = [h.name for h in bundle.attributes if not h.explainable]
+    if not names:
+        return None
+    return (f"note: no heatmap for {', '.join(names)}: they read the attribute tail, which has no PyTorch "
+            "weights to draw one from (tag still writes their columns)")
+
+
 class Explainer:
     """Grad-CAM for a bundle's room-type head and attribute heads, on its last feature map."""
 

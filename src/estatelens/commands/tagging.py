@@ -4,6 +4,7 @@ Each command's parser is declared here beside its handler; cli.py puts them toge
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from . import DEFAULT_MODEL
@@ -154,6 +155,11 @@ def cmd_tag(args) -> int:
     min_size = min_size_of(args)
     bundle = load_bundle(args.model)
     bundle.session(args.threads)
+    if args.explain:
+        from ..explain import unexplained_note
+
+        if note := unexplained_note(bundle):
+            print(note, file=sys.stderr)
     job = TagJob(inputs=args.paths, out=args.out, sort_into=args.sort_into, link=args.link,
                  min_confidence=args.min_confidence, batch_size=args.batch_size, workers=args.workers,
                  restart=args.restart, progress=not args.quiet, explain=args.explain,
@@ -206,10 +212,12 @@ def _tag_on_ray(args) -> int:
 def cmd_explain(args) -> int:
     from ..bundle import load_bundle
     from ..data.images import PhotoError
-    from ..explain import Explainer, overlay_stem, write_overlays
+    from ..explain import Explainer, overlay_stem, unexplained_note, write_overlays
 
     bundle = load_bundle(args.model)
     explainer = Explainer(bundle)
+    if note := unexplained_note(bundle):
+        print(note, file=sys.stderr)
     stems = [Path(p).stem for p in args.photos]
     status = 0
     for path, stem in zip(args.photos, stems):

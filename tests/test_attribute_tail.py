@@ -3,7 +3,6 @@ the combined graph computes the room network's outputs to the bit and the donor'
 the shared blocks, attribute heads read it, and the tagger, train-attribute and explain follow."""
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -199,9 +198,10 @@ def test_the_bundled_rooms_attributes_keeps_the_room_types_and_finds_fireplaces(
     assert sorted(heads) == ["balcony", "fireplace"]
     assert all(h.embedding == ATTRIBUTE_EMBEDDING_OUTPUT for h in heads.values())
     assert 0 < heads["fireplace"].threshold < 1
-    with open(SHARED_DATA / "attributes.csv", newline="") as f:
-        labels = {SHARED_DATA / r["path"]: r["fireplace"] == "yes" for r in csv.DictReader(f)
-                  if r["path"].startswith("rooms-web/test/") and r["fireplace"] in ("yes", "no")}
+    from estatelens.data.attribute_labels import read_attribute_labels
+
+    samples = read_attribute_labels(SHARED_DATA / "attributes.csv", "fireplace").samples
+    labels = {Path(s.path): s.label == "yes" for s in samples if s.split == "test" and "/rooms-web/test/" in s.path}
     assert len(labels) >= 100 and sum(labels.values()) >= 15
     rows = {}
     for model in ("rooms", "rooms-attributes"):

@@ -13,17 +13,22 @@ Two signals:
   0.9: it only ever confirms a pair whose hashes are already close.
 
 A pair is a duplicate when its distance is at most `hash_bits`, or at most `confirm_bits` with a
-cosine of at least `cosine`; the defaults were chosen on generated pairs against distinct photos
-of the same room type and scored on others (`benchmarks/duplicates.py`,
-benchmarks/results/duplicates.md). Duplicates are joined into groups (connected components), each
-photo's closest match named.
+cosine of at least `cosine`. Without embeddings (`tag --checks`, the index, `duplicates
+--hashes-only`) the rule is the distance alone, at most `HASH_ONLY_BITS`. The defaults were chosen
+on generated pairs against distinct photos of the same room type, and on real pairs among the
+10,741 photos of ../shared/data labelled by eye (data/labels/duplicates.csv): at 10 bits, most
+pairs of real photos are distinct photos that merely share a layout, and such pairs grow with the
+square of a collection's size (`benchmarks/duplicates.py`, benchmarks/results/duplicates.md).
+Duplicates are joined into groups (connected components), each photo's closest match named.
 
-Every pair is compared (NumPy's popcount, in blocks): 20,000 photos in 15 s on 2 cores, so an index
-of 100,000 in minutes; beyond that, buckets by hash chunk and an approximate neighbour index would
-be next.
+Every pair is compared (NumPy's popcount, in blocks of bounded memory): the 10,741 photos of
+../shared/data in 2.4 s on 2 cores, so 100,000 in about 4 minutes; a million would take hours, and
+at this hash's radius (10 or more of 64 bits) bucketing by hash chunks prunes little.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -33,9 +38,11 @@ from ..data.images import PhotoError, read_photo
 
 HASH_SIDE = 64  # decode JPEGs at about this short side: pHash reads a 32x32 thumbnail
 # benchmarks/results/duplicates.md: chosen on half of the generated pairs, scored on the other half
-DEFAULT_HASH_BITS = 11
+DEFAULT_HASH_BITS = 7
 DEFAULT_CONFIRM_BITS = 14
-DEFAULT_COSINE = 0.9
+DEFAULT_COSINE = 0.89
+HASH_ONLY_BITS = 7  # the rule without embeddings (distances come in steps of 2: pHash sets 32 bits of 64)
+BLOCK_PAIRS = 1 << 22  # pairs compared at once: about 60 MB of temporaries, whatever the collection's size
 CENTRE = 0.9  # the central part hashed besides the whole photo: re-crops of up to about 10 %
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -142,8 +149,12 @@ def is_duplicate(d: np.ndarray, c: np.ndarray | None, hash_bits: int = DEFAULT_H
 
 
 def find_pairs(photos: Sequence[Photo], hash_bits: int = DEFAULT_HASH_BITS, confirm_bits: int = DEFAULT_CONFIRM_BITS,
-               cosine: float | None = DEFAULT_COSINE, block: int = 2048) -> list[Pair]:
-    """Every pair of usable photos that `is_duplicate` says is one."""
+               cosine: float | None = DEFAULT_COSINE, block_pairs: int = BLOCK_PAIRS,
+               progress: bool = False) -> list[Pair]:
+    """Every pair of usable photos that `is_duplicate` says is one. Each block of rows is compared
+    with the photos after it only, in blocks of at most `block_pairs` pairs."""
+    from tqdm import tqdm
+
     ok = [i for i, p in enumerate(photos) if p.status == "ok" and p.hashes is not None]
     if len(ok) < 2:
         return []
@@ -152,17 +163,24 @@ def find_pairs(photos: Sequence[Photo], hash_bits: int = DEFAULT_HASH_BITS, conf
     if use_emb:
         e = np.stack([photos[i].embedding for i in ok]).astype(np.float32)
         e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    pairs = []
-    for s in range(0, len(ok), block):
-        rows = slice(s, min(s + block, len(ok)))
-        d = hash_distance(h[rows, None, :], h[None, :, :])
-        c = e[rows] @ e.T if use_emb else None
+    n = len(ok)
+    block = max(1, block_pairs // n)
+
+    def compare(s: int) -> list[Pair]:  # rows s.. against the photos from s on: the rest is done
+        rows = slice(s, min(s + block, n - 1))
+        d = hash_distance(h[rows, None, :], h[None, s:, :])
+        c = e[rows] @ e[s:].T if use_emb else None
         hit = is_duplicate(d, c, hash_bits, confirm_bits, cosine if use_emb else None)
-        for r, j in zip(*np.nonzero(hit)):
-            i = s + r
-            if j > i:
-                pairs.append(Pair(ok[i], ok[j], int(d[r, j]), float(c[r, j]) if use_emb else None))
-    return pairs
+        return [Pair(ok[s + r], ok[s + k], int(d[r, k]), float(c[r, k]) if use_emb else None)
+                for r, k in zip(*np.nonzero(hit)) if k > r]
+
+    starts = range(0, n - 1, block)
+    if len(starts) < 4:
+        return [p for s in starts for p in compare(s)]
+    # NumPy lets go of the GIL in its loops: blocks side by side use every core
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        found = tqdm(pool.map(compare, starts), total=len(starts), desc="comparing", unit="block", disable=not progress)
+        return [p for block_pairs_found in found for p in block_pairs_found]
 
 
 def group(photos: Sequence[Photo], pairs: Iterable[Pair]) -> Groups:
@@ -188,9 +206,10 @@ def group(photos: Sequence[Photo], pairs: Iterable[Pair]) -> Groups:
 def hash_groups(names: Sequence[str], hashes: Sequence[Sequence[str]]) -> dict[int, int]:
     """Position -> duplicate group (1, 2, ...) of the photos that have a near copy among them, from
     their stored pHashes (hex, as `photo_hashes` gives them) alone: the rule `tag --checks` and the
-    index use, without the embedding confirmation. Groups are numbered by `names`."""
+    index use, without the embedding confirmation (at most HASH_ONLY_BITS apart). Groups are
+    numbered by `names`."""
     photos = [Photo(n, hashes=tuple(int(h, 16) for h in hs)) for n, hs in zip(names, hashes)]
-    return group(photos, find_pairs(photos, cosine=None)).group_of
+    return group(photos, find_pairs(photos, HASH_ONLY_BITS, cosine=None)).group_of
 
 
 def hash_photos(photos: Sequence[Photo], progress: bool = False) -> None:

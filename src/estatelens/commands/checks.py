@@ -14,7 +14,7 @@ DUPLICATE_COLUMNS = ["group", "path", "listing_id", "listings", "across_listings
 
 
 def add_parsers(sub) -> None:
-    from ..checks.duplicates import DEFAULT_CONFIRM_BITS, DEFAULT_COSINE, DEFAULT_HASH_BITS
+    from ..checks.duplicates import DEFAULT_CONFIRM_BITS, DEFAULT_COSINE, DEFAULT_HASH_BITS, HASH_ONLY_BITS
 
     d = sub.add_parser("duplicates", help="find photos used twice, within a listing or across listings",
                        description=(
@@ -23,8 +23,9 @@ def add_parsers(sub) -> None:
         "mirrored. A pair is a duplicate when its perceptual hashes (pHash of the whole photo and of\n"
         "its central 90 %, each also mirrored) differ in at most --hash-bits bits, or in at most\n"
         "--confirm-bits with the tagger's embeddings at a cosine of at least --cosine (one network\n"
-        "pass per photo; --hashes-only skips it). The defaults were chosen on generated pairs against\n"
-        "distinct photos of the same room type (benchmarks/results/duplicates.md).\n"
+        "pass per photo; --hashes-only skips it, and then allows fewer bits). The defaults were chosen\n"
+        "on generated pairs against distinct photos of the same room type, and on real pairs\n"
+        "labelled by eye (benchmarks/results/duplicates.md).\n"
         "A photo's listing comes from --listings CSV (path,listing_id) or from the folders:\n"
         "PATH/<listing>/photo.jpg. Writes one row per photo that has a duplicate: its group, listing,\n"
         "the group's listings (across_listings: the same photo in several listings, a sign of a\n"
@@ -33,8 +34,9 @@ def add_parsers(sub) -> None:
     d.add_argument("paths", nargs="+", metavar="PATH")
     d.add_argument("--out", default="duplicates.csv", help="CSV of the groups (default duplicates.csv)")
     d.add_argument("--listings", metavar="CSV", help="path,listing_id (house_id is read as listing_id)")
-    d.add_argument("--hash-bits", type=int, default=DEFAULT_HASH_BITS,
-                   help=f"most differing hash bits of a duplicate, of 64 (default {DEFAULT_HASH_BITS})")
+    d.add_argument("--hash-bits", type=int,
+                   help=f"most differing hash bits of a duplicate, of 64 (default {DEFAULT_HASH_BITS}; "
+                        f"{HASH_ONLY_BITS} with --hashes-only)")
     d.add_argument("--confirm-bits", type=int, default=DEFAULT_CONFIRM_BITS,
                    help=f"most differing bits of a pair the embeddings confirm (default {DEFAULT_CONFIRM_BITS})")
     d.add_argument("--cosine", type=float, default=DEFAULT_COSINE,
@@ -48,10 +50,12 @@ def add_parsers(sub) -> None:
 
 
 def cmd_duplicates(args) -> int:
-    from ..checks.duplicates import Photo, embed, find_pairs, group, hash_photos
+    from ..checks.duplicates import DEFAULT_HASH_BITS, HASH_ONLY_BITS, Photo, embed, find_pairs, group, hash_photos
     from ..data.images import is_image_name
     from ..index.build import photos_with_listing, read_listings
 
+    if args.hash_bits is None:
+        args.hash_bits = HASH_ONLY_BITS if args.hashes_only else DEFAULT_HASH_BITS
     for name in ("hash_bits", "confirm_bits"):
         if not 0 <= getattr(args, name) <= 64:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: give 0 to 64")
@@ -64,7 +68,7 @@ def cmd_duplicates(args) -> int:
     if not args.hashes_only:
         embed(photos, args.model, progress=not args.quiet)
     groups = group(photos, find_pairs(photos, args.hash_bits, args.confirm_bits,
-                                      None if args.hashes_only else args.cosine))
+                                      None if args.hashes_only else args.cosine, progress=not args.quiet))
     rows = groups.rows()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

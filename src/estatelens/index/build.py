@@ -277,7 +277,7 @@ def link_duplicates(engine, photo_id: int) -> int | None:
     `estatelens index --checks` renumbers all groups as usual."""
     import numpy as np
 
-    from ..checks.duplicates import hash_distance, is_duplicate
+    from ..checks.duplicates import HASH_ONLY_BITS, hash_distance, is_duplicate
 
     P = db.photos
     with engine.connect() as conn:
@@ -290,7 +290,7 @@ def link_duplicates(engine, photo_id: int) -> int | None:
             return None
         h = np.array([[int(x, 16) for x in r.hashes.split(";")] for r in rows], dtype=np.uint64)
         me = np.array([int(x, 16) for x in mine.split(";")], dtype=np.uint64)
-        hit = is_duplicate(hash_distance(me[None, :], h), None)
+        hit = is_duplicate(hash_distance(me[None, :], h), None, HASH_ONLY_BITS)
         copies = [rows[i] for i in np.flatnonzero(hit)]
         if not copies:
             return None

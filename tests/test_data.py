@@ -156,6 +156,31 @@ def test_duplicates_across_splits_are_reported_as_leakage(tmp_path):
     assert len(col.leakage) == 1
     assert col.leakage[0]["splits"] == ["test", "train"]
     assert col.summary()["n_leaked_duplicates"] == 1
+    assert col.leakage[0]["kind"] == "identical"
+    assert col.copies_of_other_splits("test") == {str(tmp_path / "test" / "a" / "copy.jpg")}
+
+
+def test_near_copies_across_splits_are_leakage_too(tmp_path):
+    """An augmented export puts a resized, recompressed or mirrored copy of a training photo in
+    test: found by its perceptual hashes, and set apart when the test split is scored."""
+    pytest.importorskip("imagehash")
+    rng = np.random.default_rng(0)
+    scenes = [Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((320, 240), Image.BICUBIC)
+              for _ in range(12)]
+    for k, im in enumerate(scenes):
+        d = tmp_path / ("train", "val", "test")[k % 3] / "ab"[k // 6]
+        d.mkdir(parents=True, exist_ok=True)
+        im.save(d / f"{k}.jpg", quality=90)
+    train_photo = scenes[0]  # train/a/0.jpg
+    train_photo.resize((160, 120)).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "test" / "a" / "copy.jpg", quality=40)
+    col = load_collection(tmp_path, progress=False)
+    near = [leak for leak in col.leakage if leak["kind"] == "near copy"]
+    assert len(col.leakage) == 1 and len(near) == 1, col.leakage
+    assert sorted(near[0]["paths"]) == sorted([str(tmp_path / "train" / "a" / "0.jpg"), str(tmp_path / "test" / "a" / "copy.jpg")])
+    assert near[0]["splits"] == ["test", "train"] and near[0]["hash_bits"] <= 7
+    assert col.copies_of_other_splits("test") == {str(tmp_path / "test" / "a" / "copy.jpg")}
+    assert col.copies_of_other_splits("val") == set()
+    assert col.summary()["n_leaked_near_copies"] == 1
 
 
 def test_mixed_split_rows_are_an_error():

@@ -28,6 +28,14 @@ def test_scratch_training_learns_a_two_class_problem(tmp_path, stripes_dataset):
     # better): the tiny network from scratch on 64 photos is noisy, so the bar is "well above chance".
     assert metrics["accuracy"] > 0.75, metrics["accuracy"]
     assert len(result.history) >= 1 and result.history[0]["train_loss"] > result.history[-1]["train_loss"]
+    # photos said to be copies of training photos are scored apart, as if they were not there
+    test = col.split("test") + col.split("val")
+    copies = {s.path for s in test[::3]}
+    both = evaluate_bundle(result.bundle, test, progress=False, workers=0, copies=copies)
+    rest = evaluate_bundle(result.bundle, [s for s in test if s.path not in copies], progress=False, workers=0)
+    assert both["accuracy"] == metrics["accuracy"]
+    assert both["without_copies"] == {"n": rest["n"], "copies_left_out": len(copies),
+                                      "accuracy": rest["accuracy"], "macro_f1": rest["macro_f1"]}
 
 
 def test_features_mode_on_cached_embeddings_learns(tmp_path, stripes_dataset):

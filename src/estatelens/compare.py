@@ -196,7 +196,8 @@ def _run(collection: PhotoCollection, run_dir: Path, config: TrainConfig, test_s
     workers = config.workers
     test = evaluate_bundle(bundle, collection.split(test_split), report_dir=run_dir / "report",
                            title=f"{config.model} ({config.mode}): {test_split} split", history=fitted.history,
-                           json_path=run_dir / "metrics.json", workers=workers, progress=progress)
+                           json_path=run_dir / "metrics.json", workers=workers, progress=progress,
+                           copies=collection.copies_of_other_splits(test_split))
     train_sample = per_class_sample(collection.split("train"), train_eval_per_class, config.seed)
     train = evaluate_bundle(bundle, train_sample, workers=workers, progress=progress)
     result = {

@@ -214,10 +214,12 @@ def cmd_train(args) -> int:
                  "best epoch": result.best_epoch, "best val accuracy": None if result.best_val_accuracy is None else round(result.best_val_accuracy, 4),
                  "training seconds": round(result.train_seconds, 1), "stopped by": result.stopped_by,
                  "photos per split": summary["per_split"], "leaked duplicates": summary["leakage"],
-                 "config": config.to_dict()})
+                 "config": config.to_dict()},
+        copies=collection.copies_of_other_splits(test_split))
     result.bundle.update_info(metrics={"split": test_split, **{k: metrics[k] for k in (
         "n", "accuracy", "top2_accuracy", "macro_f1", "ece")}})
     print(f"{test_split} split: {_headline(metrics)}")
+    _print_copies(metrics, test_split)
     print(f"training {result.train_seconds / 60:.1f} min, best epoch {result.best_epoch}, "
           f"stopped by {result.stopped_by}")
     print(f"model:  {result.bundle.path}")
@@ -268,7 +270,8 @@ def _load_data(args):
         collection = slice_per_class(collection, args.max_per_class)
     summary = collection.summary()
     print(f"{summary['n_photos']} photos in {len(collection.classes)} classes {summary['per_split']}; "
-          f"{summary['n_skipped']} skipped, {summary['n_leaked_duplicates']} duplicated across splits")
+          f"{summary['n_skipped']} skipped, {summary['n_leaked_duplicates']} photos in more than one split "
+          f"(the same file, or a near copy for {summary['n_leaked_near_copies']}: resized, recompressed, cropped or mirrored)")
     for s in collection.skipped[:10]:
         print(f"  skipped {s['path']}: {s['reason']}")
     return collection
@@ -418,8 +421,10 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate_bundle(bundle, samples, skipped=collection.skipped, report_dir=report,
                               title=f"{bundle.path.name} on {args.data}", json_path=args.json_path,
                               workers=args.workers, summary={"model": str(bundle.path), "data": args.data,
-                                                             "model info": bundle.info.get("metrics")})
+                                                             "model info": bundle.info.get("metrics")},
+                              copies=collection.copies_of_other_splits(args.split) if args.split else ())
     print(f"{_headline(metrics)}  skipped {len(metrics['skipped'])}")
+    _print_copies(metrics, args.split)
     for name, pc in metrics["per_class"].items():
         print(f"  {name:16s} precision {_num(pc['precision'])} recall {_num(pc['recall'])} "
               f"f1 {_num(pc['f1'])} n {pc['support']}")
@@ -428,6 +433,13 @@ def cmd_evaluate(args) -> int:
     print(f"report: {metrics['report']}")
     return 0
 
+
+
+def _print_copies(metrics: dict, split: str | None) -> None:
+    if "without_copies" in metrics:
+        w = metrics["without_copies"]
+        print(f"  {w['copies_left_out']} {split} photos have a copy in another split of the data (the same file, "
+              f"or resized, recompressed, cropped or mirrored); without them: accuracy {w['accuracy']:.1%} on {w['n']}")
 
 
 def _num(v) -> str:

@@ -10,6 +10,12 @@ Several sources can be combined into one collection (`combine_collections`), eac
 Every file is decoded once before training; unusable files are listed with the reason and left
 out. Where no split is given, photos are split deterministically (seeded, stratified by class,
 80/10/10); with a group column, a group (a house, a listing) never straddles two splits.
+
+Leakage: a photo in two splits, as a byte-identical file or as a near copy (resized, recompressed,
+re-cropped, mirrored: the perceptual-hash rule of checks/duplicates.py without embeddings, where
+imagehash is installed). Exports of augmented data sets put such copies in train and test alike;
+a test photo with a copy among the training photos is a test of memory, so `train` also reports
+test accuracy without them.
 """
 from __future__ import annotations
 
@@ -50,8 +56,14 @@ class PhotoCollection:
     classes: list[str]
     samples: list[Sample]
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
-    leakage: list[dict] = field(default_factory=list)  # {"sha1", "paths", "splits"}
+    leakage: list[dict] = field(default_factory=list)  # {"kind", "paths", "splits"[, "sha1"]}
     hashes: dict[str, str] = field(default_factory=dict, repr=False)  # path -> sha1 of the bytes
+    phashes: dict[str, tuple] = field(default_factory=dict, repr=False)  # path -> checks.duplicates.photo_hashes
+
+    def copies_of_other_splits(self, split: str) -> set[str]:
+        """Paths of `split` that have a copy (identical or near) in another split."""
+        return {p for leak in self.leakage if len(leak["splits"]) > 1
+                for p, sp in zip(leak["paths"], leak["path_splits"]) if sp == split}
 
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
@@ -67,6 +79,7 @@ class PhotoCollection:
             "n_skipped": len(self.skipped),
             "skipped": self.skipped,
             "n_leaked_duplicates": len(self.leakage),
+            "n_leaked_near_copies": sum(leak["kind"] == "near copy" for leak in self.leakage),
             "leakage": self.leakage,
         }
 
@@ -88,13 +101,14 @@ def load_collection(source: str | os.PathLike, *, validate: bool = True, min_sid
         raise ValueError(f"{source}: no labelled photos found (expected class subfolders, optionally "
                          f"under train/val/test, or a CSV with path,label columns)")
     hashes: dict[str, str] = {}
+    phashes: dict[str, tuple] = {}
     if validate:
-        samples, bad, hashes = _validate(samples, min_side, workers, progress)
+        samples, bad, hashes, phashes = _validate(samples, min_side, workers, progress)
         skipped += bad
     classes = sorted({s.label for s in samples})
     if assign:
         samples = assign_splits(samples, fractions, seed, root=source if source.is_dir() else source.parent)
-    return PhotoCollection(str(source), classes, samples, skipped, find_leakage(samples, hashes), hashes)
+    return PhotoCollection(str(source), classes, samples, skipped, find_leakage(samples, hashes, phashes), hashes, phashes)
 
 
 def read_folder(root: Path) -> tuple[list[Sample], list[dict]]:
@@ -147,29 +161,41 @@ def read_csv(csv_path: Path) -> tuple[list[Sample], list[dict]]:
     return samples, skipped
 
 
-def _inspect(sample: Sample, min_side: int) -> tuple[Sample, str, str]:
-    """(sample, failure reason or '', sha1 of the bytes): one read of the file serves both."""
+def _inspect(sample: Sample, min_side: int, near: bool) -> tuple[Sample, str, str, tuple | None]:
+    """(sample, failure reason or '', sha1 of the bytes, perceptual hashes where `near`): one read
+    of the file serves all."""
     try:
         data = Path(sample.path).read_bytes()
     except OSError as e:
-        return sample, f"unreadable file ({e.strerror or e})", ""
+        return sample, f"unreadable file ({e.strerror or e})", "", None
     check = check_photo(io.BytesIO(data) if data else sample.path, min_side)
-    return sample, check.reason, hashlib.sha1(data).hexdigest()
+    phash = None
+    if near and not check.reason:
+        from ..checks.duplicates import HASH_SIDE, image_hashes
+        from .images import read_photo
+
+        phash = image_hashes(read_photo(io.BytesIO(data), HASH_SIDE)[0])
+    return sample, check.reason, hashlib.sha1(data).hexdigest(), phash
 
 
 def _validate(samples: list[Sample], min_side: int, workers: int, progress: bool):
-    good, bad, hashes = [], [], {}
+    import importlib.util
+
+    near = importlib.util.find_spec("imagehash") is not None  # near copies: estatelens[checks] or [train]
+    good, bad, hashes, phashes = [], [], {}, {}
     # Pillow releases the GIL while decoding, so threads give real parallelism here.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(lambda s: _inspect(s, min_side), samples)
-        for sample, reason, sha1 in tqdm(results, total=len(samples), desc="checking photos",
-                                         unit="photo", disable=not progress):
+        results = pool.map(lambda s: _inspect(s, min_side, near), samples)
+        for sample, reason, sha1, phash in tqdm(results, total=len(samples), desc="checking photos",
+                                                unit="photo", disable=not progress):
             if reason:
                 bad.append({"path": sample.path, "reason": reason})
             else:
                 good.append(sample)
                 hashes[sample.path] = sha1
-    return good, bad, hashes
+                if phash is not None:
+                    phashes[sample.path] = phash
+    return good, bad, hashes, phashes
 
 
 def assign_splits(samples: list[Sample], fractions=DEFAULT_FRACTIONS, seed: int = 0,
@@ -223,8 +249,10 @@ def _split_stratified(samples: list[Sample], fractions, seed: int, root) -> list
     return out
 
 
-def find_leakage(samples: list[Sample], hashes: dict[str, str]) -> list[dict]:
-    """Byte-identical files that sit in more than one split."""
+def find_leakage(samples: list[Sample], hashes: dict[str, str], phashes: dict[str, tuple] | None = None) -> list[dict]:
+    """Photos that sit in more than one split: byte-identical files ("identical"), and, where
+    `phashes` are given, groups of near copies across splits ("near copy": within
+    checks.duplicates.HASH_ONLY_BITS, the rule that was right 99 % of the time on real pairs)."""
     by_hash: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         if s.path in hashes:
@@ -233,8 +261,30 @@ def find_leakage(samples: list[Sample], hashes: dict[str, str]) -> list[dict]:
     for sha1, group in sorted(by_hash.items()):
         splits = sorted({s.split for s in group}, key=str)
         if len(splits) > 1:
-            leaks.append({"sha1": sha1, "paths": [s.path for s in group], "splits": splits})
+            leaks.append({"kind": "identical", "sha1": sha1, "paths": [s.path for s in group],
+                          "path_splits": [s.split for s in group], "splits": splits})
+    if phashes:
+        leaks += _near_copies(samples, hashes, phashes)
     return leaks
+
+
+def _near_copies(samples: list[Sample], hashes: dict[str, str], phashes: dict[str, tuple]) -> list[dict]:
+    from ..checks.duplicates import HASH_ONLY_BITS, Photo, find_pairs, group
+
+    have = [s for s in samples if s.path in phashes]
+    photos = [Photo(s.path, hashes=phashes[s.path]) for s in have]
+    pairs = [p for p in find_pairs(photos, HASH_ONLY_BITS, cosine=None)
+             if have[p.a].split != have[p.b].split and hashes.get(have[p.a].path) != hashes.get(have[p.b].path)]
+    groups = group(photos, pairs).group_of
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, g in groups.items():
+        members[g].append(i)
+    bits: dict[int, int] = defaultdict(int)  # the farthest pair of each group
+    for p in pairs:
+        bits[groups[p.a]] = max(bits[groups[p.a]], p.hash_bits)
+    return [{"kind": "near copy", "paths": [have[i].path for i in ms], "path_splits": [have[i].split for i in ms],
+             "splits": sorted({have[i].split for i in ms}, key=str), "hash_bits": bits[g]}
+            for g, ms in sorted(members.items())]
 
 
 def merge_val_into_train(collection: PhotoCollection, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> PhotoCollection:
@@ -243,7 +293,7 @@ def merge_val_into_train(collection: PhotoCollection, fractions=DEFAULT_FRACTION
     merged = [replace(s, split="train") if s.split == "val" else s for s in collection.samples]
     source = Path(collection.source)
     collection.samples = assign_splits(merged, fractions, seed, root=source if source.is_dir() else source.parent)
-    collection.leakage = find_leakage(collection.samples, collection.hashes)
+    collection.leakage = find_leakage(collection.samples, collection.hashes, collection.phashes)
     return collection
 
 
@@ -254,9 +304,10 @@ def combine_collections(collections: list[PhotoCollection]) -> PhotoCollection:
         return collections[0]
     samples = [s for c in collections for s in c.samples]
     hashes = {k: v for c in collections for k, v in c.hashes.items()}
+    phashes = {k: v for c in collections for k, v in c.phashes.items()}
     return PhotoCollection(" + ".join(c.source for c in collections), sorted({s.label for s in samples}),
                            samples, [x for c in collections for x in c.skipped],
-                           find_leakage(samples, hashes), hashes)
+                           find_leakage(samples, hashes, phashes), hashes, phashes)
 
 
 def slice_per_class(collection: PhotoCollection, n: int) -> PhotoCollection:

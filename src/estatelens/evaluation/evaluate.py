@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -17,9 +17,12 @@ from .report import write_report
 def evaluate_bundle(bundle: ModelBundle, samples: Sequence[Sample], *, skipped: Sequence[dict] = (),
                     report_dir: str | Path | None = None, title: str = "Evaluation",
                     history: Sequence[dict] | None = None, summary: dict | None = None,
-                    json_path: str | Path | None = None, workers: int = 2, progress: bool = True) -> dict:
+                    json_path: str | Path | None = None, workers: int = 2, progress: bool = True,
+                    copies: Collection[str] = ()) -> dict:
     """Metrics over `samples` (labels must be among the bundle's classes), with `skipped` files
-    listed. Photos that fail to decode now are added to `skipped`, not scored."""
+    listed. Photos that fail to decode now are added to `skipped`, not scored. `copies`: paths
+    of samples with a copy among the training photos (PhotoCollection.copies_of_other_splits):
+    accuracy and macro F1 without them are added as "without_copies"."""
     unknown = sorted({s.label for s in samples} - set(bundle.classes))
     if unknown:
         raise ValueError(f"labels {unknown} are not classes of the model ({', '.join(bundle.classes)})")
@@ -29,6 +32,13 @@ def evaluate_bundle(bundle: ModelBundle, samples: Sequence[Sample], *, skipped: 
     y = np.array([bundle.classes.index(s.label) for s in kept], dtype=np.int64)
     probs = probs[ok]
     metrics = classification_metrics(y, probs, bundle.classes)
+    fresh = np.array([s.path not in copies for s in kept], dtype=bool)
+    if len(fresh) and not fresh.all():
+        sub = classification_metrics(y[fresh], probs[fresh], bundle.classes)
+        metrics["without_copies"] = {"n": int(fresh.sum()), "copies_left_out": int((~fresh).sum()),
+                                     "accuracy": sub["accuracy"], "macro_f1": sub["macro_f1"]}
+        if summary is not None:
+            summary = {**summary, "without copies of training photos": metrics["without_copies"]}
     metrics["skipped"] = skipped
     metrics["model"] = str(bundle.path)
     if json_path:

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tagging_speed import DATA, ROOT, machine, write_report
 
 from estatelens.bundle import load_bundle
-from estatelens.data.dataset import load_collection
+from estatelens.data.dataset import combine_collections, load_collection, merge_val_into_train
 from estatelens.evaluation.metrics import expected_calibration_error
 from estatelens.tagging import tag_photos
 
@@ -53,6 +53,16 @@ def portal_style(im: Image.Image, i: int) -> Image.Image:
         draw.text((0, row), text + "   " + text, font=font, fill=(255, 255, 255, 90))
     layer = layer.rotate(25, center=(w, h)).crop((w // 2, h // 2, w // 2 + w, h // 2 + h))
     return Image.alpha_composite(im.convert("RGBA"), layer).convert("RGB")
+
+
+BUILD_SOURCES = [DATA / "rooms-web", DATA / "rooms-places" / "train", DATA / "houses" / "photos.csv", DATA / "exteriors-spb",
+                 ROOT / "data" / "labels" / "places-extra.csv"]  # tools/build_default_model.sh's
+
+
+def build_validation() -> list:
+    """The validation split of the default build (same sources, --merge-val, seed 0): what a
+    choice between models may be made on, since no test photo was used to choose there."""
+    return combine_collections([merge_val_into_train(load_collection(s, progress=False)) for s in BUILD_SOURCES]).split("val")
 
 
 def held_apart_sets() -> dict[str, list]:
@@ -92,10 +102,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="rooms", help="comma-separated bundles (the first is the baseline)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "perception.md"))
+    ap.add_argument("--with-val", action="store_true", help="also the default build's validation split (first row)")
     args = ap.parse_args()
     names = args.models.split(",")
     bundles = [load_bundle(n) for n in names]
-    sets = held_apart_sets()
+    sets = ({"default build's validation split": build_validation()} if args.with_val else {}) | held_apart_sets()
     results: dict[str, dict] = {n: {} for n in names}
     with tempfile.TemporaryDirectory() as tmp:
         for set_name, samples in list(sets.items()):
@@ -107,13 +118,13 @@ def main() -> None:
                 for n, b in zip(names, bundles):
                     results[n][label] = score(b, ps, labels)
                     print(f"{n}: {label}: {results[n][label]['accuracy']:.3f}", flush=True)
-    report(names, results, Path(args.out))
+    report(names, results, Path(args.out), " --with-val" if args.with_val else "")
 
 
-def report(names: list[str], results: dict, out: Path) -> None:
+def report(names: list[str], results: dict, out: Path, with_val: str = "") -> None:
     sets = list(results[names[0]])
     lines = ["# Room types on held-apart sets, in and out of the training sources", "",
-             f"Written by `python benchmarks/perception.py --models {','.join(names)}` on "
+             f"Written by `python benchmarks/perception.py --models {','.join(names)}{with_val}` on "
              f"{datetime.date.today().isoformat()}; {machine()}.", "",
              "Top-1 accuracy (ECE in brackets); for exteriors-spb, the share called exterior.", "",
              "| held-apart set | photos | " + " | ".join(f"`{n}`" for n in names) + " |",

@@ -81,6 +81,29 @@ def test_combined_graph_keeps_the_room_network_and_computes_the_donors_embedding
     assert info["first_block"] == LAST_BLOCK and info["cut"] == "/backbone/features/features.5/Add_output_0"
 
 
+def test_room_types_can_come_from_both_tails(tmp_path, tail_bundles):
+    """--room-average W: the room-type probabilities are (1 - W) x the room network's plus W x the
+    donor's own head on the tail; the embeddings stay as they were, and averaging twice is refused."""
+    from estatelens.attribute_tail import average_room_outputs
+
+    base, donor, _ = tail_bundles
+    out = tmp_path / "averaged.estatelens"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "build_attribute_tail.py"), str(base), str(donor), str(out),
+                    "--room-average", "0.3"], check=True, capture_output=True, text=True)
+    x = batch()
+    a, b, d = (onnx_session(p / "model.onnx") for p in (out, base, donor))
+    got, emb, tail_emb = a.run(["output", EMBEDDING_OUTPUT, ATTRIBUTE_EMBEDDING_OUTPUT], {"image": x})
+    own, own_emb = b.run(["output", EMBEDDING_OUTPUT], {"image": x})
+    donor_p, donor_e = d.run(["output", EMBEDDING_OUTPUT], {"image": x})
+    assert not np.allclose(own, donor_p, atol=1e-3)  # the two heads disagree, so the average shows
+    np.testing.assert_allclose(got, 0.7 * own + 0.3 * donor_p, atol=1e-5)
+    assert np.array_equal(emb, own_emb)
+    np.testing.assert_allclose(tail_emb, donor_e, rtol=1e-5, atol=1e-5)
+    assert load_bundle(out).info["attribute_tail"]["room_average"] == 0.3
+    with pytest.raises(ValueError, match="already averaged"):
+        average_room_outputs(out / "model.onnx", donor / "model.onnx", tmp_path / "twice.onnx")
+
+
 def test_a_cut_the_tail_cannot_start_from_is_refused(tmp_path, tail_bundles):
     import onnx
 

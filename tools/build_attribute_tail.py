@@ -1,6 +1,6 @@
 """Make a bundle whose graph carries an attribute tail (src/estatelens/attribute_tail.py).
 
-    python tools/build_attribute_tail.py BASE DONOR OUT [--share-weights] [--check PHOTOS...]
+    python tools/build_attribute_tail.py BASE DONOR OUT [--share-weights] [--room-average W] [--check PHOTOS...]
 
 BASE: the room-type bundle (its network, heads for `also`, rehearsal set and out-of-distribution
 check are kept as they are); DONOR: an int8 bundle fine-tuned with the attributes (train
@@ -10,6 +10,8 @@ donor's trainable blocks from where the two networks start to differ, as the out
 --model OUT`, which reads that output). Checked here: the first blocks' weights are the same in
 both weights.pt files; the room-type outputs and the embedding of OUT equal BASE's on a batch;
 with --check, the combined attribute embedding agrees with the donor's own on those photos.
+--room-average W: the room-type probabilities become (1 - W) x BASE's + W x the donor's own head's
+on the tail (attribute_tail.average_room_outputs); checked against the two networks run apart.
 --share-weights leaves weights.pt out and names BASE's (by file name and hash) for Grad-CAM and
 adapt, for OUT installed beside BASE.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from estatelens.attribute_tail import agreement, combine, default_cut
+from estatelens.attribute_tail import ROOM_OUTPUT, agreement, average_room_outputs, combine, default_cut
 from estatelens.attributes import ATTRIBUTES_DIR, graph_fingerprint
 from estatelens.also import ALSO_DIR
 from estatelens.bundle import load_bundle, onnx_session
@@ -58,6 +60,8 @@ def main() -> None:
     ap.add_argument("donor")
     ap.add_argument("out")
     ap.add_argument("--share-weights", action="store_true")
+    ap.add_argument("--room-average", type=float, default=0.0, metavar="W",
+                    help="weight of the donor's room-type head in the room-type probabilities (default 0: BASE's alone)")
     ap.add_argument("--check", nargs="*", default=[], help="photos on which to compare the tail with the donor")
     args = ap.parse_args()
     base, donor, out = load_bundle(args.base), load_bundle(args.donor), Path(args.out)
@@ -80,6 +84,17 @@ def main() -> None:
     for u, v, n in zip(a.run(names, {"image": x}), b.run(names, {"image": x}), names):
         if not np.array_equal(u, v):
             raise SystemExit(f"the combined graph's {n} differs from BASE's (max {np.abs(u - v).max():.3g})")
+    if args.room_average:
+        average_room_outputs(out / "model.onnx", donor.onnx_path, out / "model.onnx", args.room_average)
+        a, d = onnx_session(out / "model.onnx"), onnx_session(donor.onnx_path)
+        got, own, tail = a.run([ROOM_OUTPUT], {"image": x})[0], b.run([ROOM_OUTPUT], {"image": x})[0], d.run([ROOM_OUTPUT], {"image": x})[0]
+        # the tail reads BASE's block outputs, not the donor's own (quantised on other photos): close,
+        # not equal (up to 0.06 of a probability on these random inputs); a wiring slip is far off
+        gap = np.abs(got - ((1 - args.room_average) * own + args.room_average * tail)).max()
+        if gap > 0.15 * args.room_average or not np.allclose(got.sum(axis=1), 1, atol=1e-4):
+            raise SystemExit(f"the averaged room-type probabilities are off the two networks' average by {gap:.3g}")
+        print(f"room-type probabilities: {1 - args.room_average:g} x BASE's + {args.room_average:g} x the donor's "
+              f"head (largest gap to the two networks run apart: {gap:.4f})")
     fingerprint = graph_fingerprint(out / "model.onnx")
     for f in sorted((out / ALSO_DIR).glob("*.json")) if (out / ALSO_DIR).is_dir() else []:
         head = json.loads(f.read_text())
@@ -97,7 +112,8 @@ def main() -> None:
     manifest["attribute_tail"] = {
         "donor": str(donor.path), "first_block": first, "cut": cut, "outputs": outputs,
         "donor_training": {k: donor.info.get(k) for k in ("model", "mode", "config", "metrics")},
-        "lowest_cosine_to_donor": worst, "check_photos": len(args.check)}
+        "lowest_cosine_to_donor": worst, "check_photos": len(args.check),
+        "room_average": args.room_average or None}  # the donor head's weight in the room-type probabilities
     if "multitask" in donor.info:  # which photos' attribute labels the tail learnt (train-attribute calibrates on the rest)
         manifest["multitask"] = donor.info["multitask"]
     if args.share_weights:

@@ -14,15 +14,24 @@ by those who choose such a bundle.
 
 `cut` names the float tensor where the tail starts (the last frozen block's output); it must exist
 in both graphs and be all the donor's tail needs besides its own weights.
+
+    average_room_outputs(combined_onnx, donor_onnx, out_onnx, weight)
+
+then lets the tail answer the room type too: the graph's room-type probabilities become the
+average of both tails'.
 """
 from __future__ import annotations
 
 import os
 from typing import Iterable
 
+import numpy as np
+
 from .attributes import ATTRIBUTE_EMBEDDING_OUTPUT, EMBEDDING_OUTPUT
 
 TAIL_PREFIX = "attribute_tail/"
+ROOM_PREFIX = "attribute_tail_room/"  # average_room_outputs: the donor's room-type head and the average
+ROOM_OUTPUT = "output"  # the room-type probabilities, as bundle.export_onnx names them
 BLOCK_KINDS = ("_blocks", "features")  # how EfficientNet-Lite and RoomNet name their blocks
 _PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear")
 
@@ -116,6 +125,61 @@ def combine(room_onnx: str | os.PathLike, donor_onnx: str | os.PathLike, cut: st
     return [o.name for o in g.output]
 
 
+def average_room_outputs(combined_onnx: str | os.PathLike, donor_onnx: str | os.PathLike,
+                         out_onnx: str | os.PathLike, weight: float = 0.5) -> None:
+    """Make the combined graph's room-type probabilities (ROOM_OUTPUT) the average of its two
+    tails': (1 - weight) x the room network's own, plus weight x the donor's room-type head (its
+    classifier, temperature and softmax, copied from the donor graph) on the attribute tail's
+    embedding. Two tails that learnt apart on the same first blocks disagree where photos are
+    unlike the training sources, and their average is right more often there
+    (benchmarks/results/perception-attributes.md); the cost is one small matrix product."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if not 0 < weight <= 1:
+        raise ValueError(f"weight {weight}: give a number in (0, 1]")
+    combined, donor = onnx.load(str(combined_onnx)), onnx.load(str(donor_onnx))
+    g = combined.graph
+    if ATTRIBUTE_EMBEDDING_OUTPUT not in [o.name for o in g.output]:
+        raise ValueError(f"{combined_onnx}: no {ATTRIBUTE_EMBEDDING_OUTPUT!r} output (combine() makes one)")
+    if any(n.name.startswith(ROOM_PREFIX) for n in g.node):
+        raise ValueError(f"{combined_onnx}: its room-type outputs are already averaged")
+    nodes = tail_nodes(donor, EMBEDDING_OUTPUT, output=ROOM_OUTPUT)
+    made = {o for n in nodes for o in n.output}
+    donor_weights = {t.name: t for t in donor.graph.initializer}
+
+    def rename(x: str) -> str:
+        if x == EMBEDDING_OUTPUT:
+            return ATTRIBUTE_EMBEDDING_OUTPUT
+        return ROOM_PREFIX + x if x in made or x in donor_weights else x
+
+    for n in nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        copy.name = ROOM_PREFIX + n.name
+        copy.input[:] = [rename(x) if x else x for x in n.input]
+        copy.output[:] = [rename(x) for x in n.output]
+        g.node.append(copy)
+    for name in sorted({x for n in nodes for x in n.input} & set(donor_weights)):
+        t = onnx.TensorProto()
+        t.CopyFrom(donor_weights[name])
+        t.name = ROOM_PREFIX + name
+        g.initializer.append(t)
+    own = ROOM_PREFIX + "room_network_" + ROOM_OUTPUT
+    for n in g.node:  # the room network's softmax now feeds the average
+        n.output[:] = [own if o == ROOM_OUTPUT else o for o in n.output]
+    g.initializer.extend([numpy_helper.from_array(np.array([1 - weight], np.float32), ROOM_PREFIX + "own_weight"),
+                          numpy_helper.from_array(np.array([weight], np.float32), ROOM_PREFIX + "tail_weight")])
+    g.node.extend([
+        helper.make_node("Mul", [own, ROOM_PREFIX + "own_weight"], [ROOM_PREFIX + "own_part"], name=ROOM_PREFIX + "own_part"),
+        helper.make_node("Mul", [rename(ROOM_OUTPUT), ROOM_PREFIX + "tail_weight"], [ROOM_PREFIX + "tail_part"],
+                         name=ROOM_PREFIX + "tail_part"),
+        helper.make_node("Add", [ROOM_PREFIX + "own_part", ROOM_PREFIX + "tail_part"], [ROOM_OUTPUT], name=ROOM_PREFIX + "average"),
+    ])
+    onnx.checker.check_model(combined)
+    onnx.save(combined, str(out_onnx))
+
+
 def _output_width(model, name: str):
     out = next(o for o in model.graph.output if o.name == name)
     dims = out.type.tensor_type.shape.dim
@@ -126,7 +190,6 @@ def agreement(combined_onnx: str | os.PathLike, donor_onnx: str | os.PathLike, b
     """Smallest cosine similarity, over the photos of `batches`, between the combined graph's
     attribute embedding and the donor network's own embedding: near 1 when the room network's first
     blocks compute what the donor's did (the same frozen weights, quantised on different photos)."""
-    import numpy as np
 
     from .bundle import onnx_session
 

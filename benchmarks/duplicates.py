@@ -34,7 +34,8 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from tagging_speed import DATA, ROOT, machine, write_report
 
-from estatelens.checks.duplicates import Photo, embed, hash_distance, hash_photos, is_duplicate
+from estatelens.checks.duplicates import Photo, hash_distance, hash_photos, is_duplicate
+from estatelens.checks.embeddings import embed
 
 EDITS = {
     "resize 50 %": lambda im: im.resize((max(1, im.width // 2), max(1, im.height // 2)), Image.BILINEAR),

@@ -50,7 +50,8 @@ def add_parsers(sub) -> None:
 
 
 def cmd_duplicates(args) -> int:
-    from ..checks.duplicates import DEFAULT_HASH_BITS, HASH_ONLY_BITS, Photo, embed, find_pairs, group, hash_photos
+    from ..checks.duplicates import DEFAULT_HASH_BITS, HASH_ONLY_BITS, Photo, find_pairs, group, hash_photos
+    from ..checks.embeddings import embed
     from ..data.images import is_image_name
     from ..index.build import photos_with_listing, read_listings
 

@@ -95,29 +95,8 @@ def combine(room_onnx: str | os.PathLike, donor_onnx: str | os.PathLike, cut: st
         raise ValueError(f"{room_onnx}: has no tensor {cut!r} to attach the tail to")
     if output_name in [o.name for o in room.graph.output]:
         raise ValueError(f"{room_onnx}: already has an output {output_name!r}")
-    nodes = tail_nodes(donor, cut)
-    made = {o for n in nodes for o in n.output}
-    used = {x for n in nodes for x in n.input}
-    donor_weights = {t.name: t for t in donor.graph.initializer}
-
-    def rename(x: str) -> str:
-        if x == EMBEDDING_OUTPUT:
-            return output_name
-        return TAIL_PREFIX + x if x in made or x in donor_weights else x
-
     g = room.graph
-    for n in nodes:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(n)
-        copy.name = TAIL_PREFIX + n.name
-        copy.input[:] = [rename(x) if x else x for x in n.input]
-        copy.output[:] = [rename(x) for x in n.output]
-        g.node.append(copy)
-    for name in sorted(used & set(donor_weights)):
-        t = onnx.TensorProto()
-        t.CopyFrom(donor_weights[name])
-        t.name = TAIL_PREFIX + name
-        g.initializer.append(t)
+    _graft(g, donor, tail_nodes(donor, cut), TAIL_PREFIX, output_name)
     width = _output_width(donor, EMBEDDING_OUTPUT)
     g.output.append(helper.make_tensor_value_info(output_name, onnx.TensorProto.FLOAT, ["batch", width]))
     onnx.checker.check_model(room)
@@ -130,9 +109,9 @@ def average_room_outputs(combined_onnx: str | os.PathLike, donor_onnx: str | os.
     """Make the combined graph's room-type probabilities (ROOM_OUTPUT) the average of its two
     tails': (1 - weight) x the room network's own, plus weight x the donor's room-type head (its
     classifier, temperature and softmax, copied from the donor graph) on the attribute tail's
-    embedding. Two tails that learnt apart on the same first blocks disagree where photos are
-    unlike the training sources, and their average is right more often there
-    (benchmarks/results/perception-attributes.md); the cost is one small matrix product."""
+    embedding, at the cost of one small matrix product. Measured for rooms-attributes and not
+    shipped there: better away from the training sources, worse on rooms-web/test
+    (benchmarks/results/perception-room-average.md, docs/attributes.md)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -144,27 +123,8 @@ def average_room_outputs(combined_onnx: str | os.PathLike, donor_onnx: str | os.
         raise ValueError(f"{combined_onnx}: no {ATTRIBUTE_EMBEDDING_OUTPUT!r} output (combine() makes one)")
     if any(n.name.startswith(ROOM_PREFIX) for n in g.node):
         raise ValueError(f"{combined_onnx}: its room-type outputs are already averaged")
-    nodes = tail_nodes(donor, EMBEDDING_OUTPUT, output=ROOM_OUTPUT)
-    made = {o for n in nodes for o in n.output}
-    donor_weights = {t.name: t for t in donor.graph.initializer}
-
-    def rename(x: str) -> str:
-        if x == EMBEDDING_OUTPUT:
-            return ATTRIBUTE_EMBEDDING_OUTPUT
-        return ROOM_PREFIX + x if x in made or x in donor_weights else x
-
-    for n in nodes:
-        copy = onnx.NodeProto()
-        copy.CopyFrom(n)
-        copy.name = ROOM_PREFIX + n.name
-        copy.input[:] = [rename(x) if x else x for x in n.input]
-        copy.output[:] = [rename(x) for x in n.output]
-        g.node.append(copy)
-    for name in sorted({x for n in nodes for x in n.input} & set(donor_weights)):
-        t = onnx.TensorProto()
-        t.CopyFrom(donor_weights[name])
-        t.name = ROOM_PREFIX + name
-        g.initializer.append(t)
+    rename = _graft(g, donor, tail_nodes(donor, EMBEDDING_OUTPUT, output=ROOM_OUTPUT), ROOM_PREFIX,
+                    ATTRIBUTE_EMBEDDING_OUTPUT)
     own = ROOM_PREFIX + "room_network_" + ROOM_OUTPUT
     for n in g.node:  # the room network's softmax now feeds the average
         n.output[:] = [own if o == ROOM_OUTPUT else o for o in n.output]
@@ -178,6 +138,35 @@ def average_room_outputs(combined_onnx: str | os.PathLike, donor_onnx: str | os.
     ])
     onnx.checker.check_model(combined)
     onnx.save(combined, str(out_onnx))
+
+
+def _graft(graph, donor, nodes: list, prefix: str, embedding_as: str):
+    """Copy the donor graph's `nodes`, and the donor weights they read, into `graph`: their
+    tensors and weights renamed with `prefix`, the donor's embedding named `embedding_as`. Returns
+    the renaming, for the caller to find the copies' outputs."""
+    import onnx
+
+    made = {o for n in nodes for o in n.output}
+    donor_weights = {t.name: t for t in donor.graph.initializer}
+
+    def rename(x: str) -> str:
+        if x == EMBEDDING_OUTPUT:
+            return embedding_as
+        return prefix + x if x in made or x in donor_weights else x
+
+    for n in nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        copy.name = prefix + n.name
+        copy.input[:] = [rename(x) if x else x for x in n.input]
+        copy.output[:] = [rename(x) for x in n.output]
+        graph.node.append(copy)
+    for name in sorted({x for n in nodes for x in n.input} & set(donor_weights)):
+        t = onnx.TensorProto()
+        t.CopyFrom(donor_weights[name])
+        t.name = prefix + name
+        graph.initializer.append(t)
+    return rename
 
 
 def _output_width(model, name: str):

@@ -96,8 +96,11 @@ def main() -> None:
         for v in by_class.values():
             rng.shuffle(v)
 
+        known = [s for s in test if s.label in bundle.classes]  # the market's photos of classes the model had
+
         def row(label, b, n):
             r = {"labelled_per_class": n, "how": label, "market": accuracy(b, test),
+                 "market_known_classes": accuracy(b, known) if len(known) < len(test) else None,
                  **{name: accuracy(b, samples) for name, samples in old.items()}}
             print(json.dumps(r), flush=True)
             results.append(r)
@@ -120,17 +123,23 @@ def main() -> None:
 def write(args, bundle, pool, test, results) -> None:
     out = ROOT / "benchmarks" / "results" / f"adapt-{args.name}.md"
     classes = sorted({s.label for s in pool})
+    new = sorted(set(classes) - set(bundle.classes))
     lines = [f"# Adapting `{args.model}` to {args.name}", "",
              f"Written by `python benchmarks/adapt.py {' '.join(_argv(args))}` on "
              f"{datetime.date.today().isoformat()}; {machine()}.", "",
              f"Market: {len(pool)} pool photos ({', '.join(classes)}), {len(test)} held-apart test photos"
              f"{' (portal-style copies)' if args.degrade == 'portal' else ''}. Old test sets: "
              + ", ".join(OLD_SETS) + ".", "",
-             "| labelled photos per class | how | market test | " + " | ".join(OLD_SETS) + " |",
-             "|---:|---|---:|" + "---:|" * len(OLD_SETS)]
+             "| labelled photos per class | how | market test | " + (
+                 f"market test, the {len(bundle.classes)} classes the model had | " if new else "")
+             + " | ".join(OLD_SETS) + " |",
+             "|---:|---|---:|" + ("---:|" if new else "") + "---:|" * len(OLD_SETS)]
     for r in results:
         lines.append(f"| {r['labelled_per_class']} | {r['how']} | {100 * r['market']:.1f} % | "
+                     + (f"{100 * r['market_known_classes']:.1f} % | " if new else "")
                      + " | ".join(f"{100 * r[n]:.1f} %" for n in OLD_SETS) + " |")
+    if new:
+        lines += ["", f"Classes the model did not have, which adapting adds: {', '.join(new)}."]
     write_report(out, lines, results)
 
 

@@ -172,9 +172,12 @@ def _inspect(sample: Sample, min_side: int, near: bool) -> tuple[Sample, str, st
     phash = None
     if near and not check.reason:
         from ..checks.duplicates import HASH_SIDE, image_hashes
-        from .images import read_photo
+        from .images import PhotoError, read_photo
 
-        phash = image_hashes(read_photo(io.BytesIO(data), HASH_SIDE)[0])
+        try:
+            phash = image_hashes(read_photo(io.BytesIO(data), HASH_SIDE)[0])
+        except (PhotoError, ValueError):  # decoded once already; without hashes it is only not compared
+            phash = None
     return sample, check.reason, hashlib.sha1(data).hexdigest(), phash
 
 

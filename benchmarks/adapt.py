@@ -131,7 +131,7 @@ def write(args, bundle, pool, test, results) -> None:
              f"{' (portal-style copies)' if args.degrade == 'portal' else ''}. Old test sets: "
              + ", ".join(OLD_SETS) + ".", "",
              "| labelled photos per class | how | market test | " + (
-                 f"market test, the {len(bundle.classes)} classes the model had | " if new else "")
+                 "market test, photos of classes the model had | " if new else "")
              + " | ".join(OLD_SETS) + " |",
              "|---:|---|---:|" + ("---:|" if new else "") + "---:|" * len(OLD_SETS)]
     for r in results:

@@ -23,7 +23,7 @@ def add_parsers(sub) -> None:
         "mirrored. A pair is a duplicate when its perceptual hashes (pHash of the whole photo and of\n"
         "its central 90 %, each also mirrored) differ in at most --hash-bits bits, or in at most\n"
         "--confirm-bits with the tagger's embeddings at a cosine of at least --cosine (one network\n"
-        "pass per photo; --hashes-only skips it, and then allows fewer bits). The defaults were chosen\n"
+        "pass per photo; --hashes-only skips it, and the distance alone decides). The defaults were chosen\n"
         "on generated pairs against distinct photos of the same room type, and on real pairs\n"
         "labelled by eye (benchmarks/results/duplicates.md).\n"
         "A photo's listing comes from --listings CSV (path,listing_id) or from the folders:\n"
@@ -35,8 +35,8 @@ def add_parsers(sub) -> None:
     d.add_argument("--out", default="duplicates.csv", help="CSV of the groups (default duplicates.csv)")
     d.add_argument("--listings", metavar="CSV", help="path,listing_id (house_id is read as listing_id)")
     d.add_argument("--hash-bits", type=int,
-                   help=f"most differing hash bits of a duplicate, of 64 (default {DEFAULT_HASH_BITS}; "
-                        f"{HASH_ONLY_BITS} with --hashes-only)")
+                   help=f"most differing hash bits of a duplicate, of 64 (default {DEFAULT_HASH_BITS}"
+                        + (f"; {HASH_ONLY_BITS} with --hashes-only)" if HASH_ONLY_BITS != DEFAULT_HASH_BITS else ")"))
     d.add_argument("--confirm-bits", type=int, default=DEFAULT_CONFIRM_BITS,
                    help=f"most differing bits of a pair the embeddings confirm (default {DEFAULT_CONFIRM_BITS})")
     d.add_argument("--cosine", type=float, default=DEFAULT_COSINE,

@@ -108,6 +108,22 @@ def test_find_pairs_in_small_blocks_finds_the_same_pairs():
         assert got == want, block_pairs
 
 
+def test_buckets_find_the_pairs_that_comparing_all_finds():
+    """From LSH_FROM photos on, the hash-only rule compares only photos that share a bucket: on
+    planted copies up to 6 bits off (the most the 7-bit rule takes), the same pairs as
+    comparing every pair."""
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 2**63, (3000, 4), dtype=np.int64).astype(np.uint64)
+    near = base[:300].copy()
+    for k in range(300):  # 0, 2, 4 or 6 bits off in the whole-photo hash
+        for b in rng.choice(64, 2 * (k % 4), replace=False):
+            near[k, 0] ^= np.uint64(1) << np.uint64(b)
+    photos = [Photo(f"p{i}", hashes=tuple(int(x) for x in h)) for i, h in enumerate(np.r_[base, near])]
+    every = {(p.a, p.b, p.hash_bits) for p in find_pairs(photos, hash_bits=7, cosine=None)}
+    buckets = {(p.a, p.b, p.hash_bits) for p in find_pairs(photos, hash_bits=7, cosine=None, lsh_from=0)}
+    assert len(every) == 300 and buckets == every
+
+
 @pytest.mark.skipif(not has_shared_data(), reason="../shared/data is not here")
 def test_hash_only_rule_on_real_pairs_labelled_by_eye():
     """data/labels/duplicates.csv: pairs among the photos of ../shared/data that an 11-bit rule

@@ -183,7 +183,7 @@ def find_pairs(photos: Sequence[Photo], hash_bits: int = DEFAULT_HASH_BITS, conf
                 for r, k in zip(*np.nonzero(hit)) if k > r]
 
     if not use_emb and n >= lsh_from:
-        return _pairs_by_buckets(h, ok, hash_bits, block_pairs)
+        return _pairs_by_buckets(h, ok, hash_bits, block_pairs, progress=progress)
     starts = range(0, n - 1, block)
     if len(starts) < 4:
         return [p for s in starts for p in compare(s)]
@@ -202,7 +202,8 @@ def _bucket_keys(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def _pairs_by_buckets(h: np.ndarray, ok: list[int], hash_bits: int, block_pairs: int,
-                      tables: int = LSH_TABLES, key_bits: int = LSH_KEY_BITS, seed: int = 0) -> list[Pair]:
+                      tables: int = LSH_TABLES, key_bits: int = LSH_KEY_BITS, seed: int = 0,
+                      progress: bool = False) -> list[Pair]:
     """The pairs within `hash_bits` among hash rows `h` (n, 4), found by locality-sensitive hashing:
     in each of `tables` tables a photo's key is `key_bits` bits of its whole-photo hash drawn at
     random, and each of its four hashes is looked up there; only photos that share a key are
@@ -210,11 +211,13 @@ def _pairs_by_buckets(h: np.ndarray, ok: list[int], hash_bits: int, block_pairs:
     C(64 - d, k) / C(64, k): for d = 6 and 16 bits, 0.16, so 60 tables miss it about once in
     50,000; 2 bits apart, about once in 10^21. Distinct photos share a 16-bit key about 3 times in
     100,000 (real hashes), so under 1 % of the pairs are compared."""
+    from tqdm import tqdm
+
     n = len(ok)
     rng = np.random.default_rng(seed)
     found = set()
     pairs = []
-    for _ in range(tables):
+    for _ in tqdm(range(tables), desc="comparing bucket-mates", unit="table", disable=not progress):
         positions = rng.choice(64, key_bits, replace=False)
         index = _bucket_keys(h[:, 0], positions)
         order = np.argsort(index, kind="stable")

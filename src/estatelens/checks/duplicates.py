@@ -21,8 +21,8 @@ pairs of real photos are distinct photos that merely share a layout, and such pa
 square of a collection's size (`benchmarks/duplicates.py`, benchmarks/results/duplicates.md).
 Duplicates are joined into groups (connected components), each photo's closest match named.
 
-Every pair is compared (NumPy's popcount, in blocks of bounded memory over the upper triangle,
-side by side on every core): the 10,741 photos of ../shared/data in 0.5 s on 2 cores, 100,000 in
+Up to LSH_FROM photos, every pair is compared (NumPy's popcount, in blocks of bounded memory over
+the upper triangle, side by side on every core): the 10,741 photos of ../shared/data in 0.5 s on 2 cores, 100,000 in
 34 s with 250 MB, so a million in about an hour. Exact bucketing by hash chunks prunes little at
 these radii (7 to 14 of 64 bits); from LSH_FROM photos on, the hash-only rule compares bucket-mates
 of sampled bits instead (`_pairs_by_buckets`: a million in 14 minutes, copies 6 bits off missed

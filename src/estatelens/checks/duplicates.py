@@ -172,6 +172,8 @@ def find_pairs(photos: Sequence[Photo], hash_bits: int = DEFAULT_HASH_BITS, conf
         e = np.stack([photos[i].embedding for i in ok]).astype(np.float32)
         e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     n = len(ok)
+    if not use_emb and n >= lsh_from:
+        return _pairs_by_buckets(h, ok, hash_bits, block_pairs, progress=progress)
     block = max(1, block_pairs // n)
 
     def compare(s: int) -> list[Pair]:  # rows s.. against the photos from s on: the rest is done
@@ -182,8 +184,6 @@ def find_pairs(photos: Sequence[Photo], hash_bits: int = DEFAULT_HASH_BITS, conf
         return [Pair(ok[s + r], ok[s + k], int(d[r, k]), float(c[r, k]) if use_emb else None)
                 for r, k in zip(*np.nonzero(hit)) if k > r]
 
-    if not use_emb and n >= lsh_from:
-        return _pairs_by_buckets(h, ok, hash_bits, block_pairs, progress=progress)
     starts = range(0, n - 1, block)
     if len(starts) < 4:
         return [p for s in starts for p in compare(s)]
@@ -240,7 +240,8 @@ def _pairs_by_buckets(h: np.ndarray, ok: list[int], hash_bits: int, block_pairs:
                 keep = a != b
                 a, b = a[keep], b[keep]
                 d = hash_distance(h[a], h[b])
-                for x, y, bits in zip(a[d <= hash_bits], b[d <= hash_bits], d[d <= hash_bits]):
+                hit = d <= hash_bits
+                for x, y, bits in zip(a[hit], b[hit], d[hit]):
                     if (x, y) not in found:
                         found.add((x, y))
                         pairs.append(Pair(ok[x], ok[y], int(bits), None))

@@ -55,9 +55,10 @@ def test_the_schema_lists_the_values_a_target_takes(client):
     def param(path, method, name):
         return next(p for p in paths[path][method]["parameters"] if p["name"] == name)["schema"]
 
-    assert param("/api/photos/{photo_id}/corrections/{attribute}", "put", "attribute")["enum"] == ["balcony", "fireplace"]
-    assert param("/api/photos/{photo_id}/heatmap/{target}", "get", "target")["enum"] == ["balcony", "fireplace", "room_type"]
-    assert param("/api/export-labels", "get", "target")["enum"] == ["all", "balcony", "fireplace", "room_type"]
+    assert param("/api/photos/{photo_id}/corrections/{attribute}", "put", "attribute")["enum"] == ["balcony", "empty", "fireplace"]
+    assert param("/api/photos/{photo_id}/heatmap/{target}", "get", "target")["enum"] == ["balcony", "empty", "fireplace",
+                                                                                         "room_type"]
+    assert param("/api/export-labels", "get", "target")["enum"] == ["all", "balcony", "empty", "fireplace", "room_type"]
     assert "kitchen" in comps["RoomCorrection"]["properties"]["value"]["enum"]
     assert comps["AttributeCorrection"]["properties"]["value"]["enum"] == ["yes", "no"]
     # every refusal an endpoint can answer is declared, with its body's shape
@@ -87,9 +88,9 @@ def test_refusals_keep_their_declared_shapes(client):
 def test_health_vocabulary_and_page(client):
     h = client.get("/api/health").json()
     assert h["ok"] and (h["photos"], h["unusable"], h["listings"]) == (12, 0, 3) and h["model"] == "rooms"
-    assert h["heatmaps"] == ["room_type", "balcony", "fireplace"]  # every head of `rooms` reads its embedding
+    assert h["heatmaps"] == ["room_type", "balcony", "empty", "fireplace"]  # every head of `rooms` reads its embedding
     v = client.get("/api/vocabulary").json()
-    assert "kitchen" in v["rooms"] and v["attributes"] == ["balcony", "fireplace"]
+    assert "kitchen" in v["rooms"] and v["attributes"] == ["balcony", "empty", "fireplace"]
     assert v["listing_columns"] == ["area", "city", "price"] and "kök" in v["synonyms"]["kitchen"]
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

@@ -218,8 +218,11 @@ def test_the_bundled_rooms_attributes_keeps_the_room_types_and_finds_fireplaces(
     rooms, tail = load_bundle("rooms"), load_bundle("rooms-attributes")
     assert tail.classes == rooms.classes and tail.info["weights_from"]["bundle"] == "rooms.estatelens"
     heads = {h.name: h for h in tail.attributes}
-    assert sorted(heads) == ["balcony", "fireplace"]
-    assert all(h.embedding == ATTRIBUTE_EMBEDDING_OUTPUT for h in heads.values())
+    assert sorted(heads) == ["balcony", "empty", "fireplace"]
+    assert heads["fireplace"].embedding == heads["balcony"].embedding == ATTRIBUTE_EMBEDDING_OUTPUT
+    # empty reads the room network's embedding, as in `rooms` (the tail never learnt it): the same head
+    empty = {h.name: h for h in rooms.attributes}["empty"]
+    assert heads["empty"].embedding == empty.embedding == "embedding" and heads["empty"].threshold == empty.threshold
     assert 0 < heads["fireplace"].threshold < 1
     from estatelens.data.attribute_labels import read_attribute_labels
 

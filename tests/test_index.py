@@ -18,7 +18,7 @@ from estatelens.index import build, connect, correct, db, export_labels, index_p
 from estatelens.index.search import QueryError, Vocabulary, parse_query
 
 VOCAB = Vocabulary(["bathroom", "bedroom", "dining_room", "entrance_hall", "exterior", "kitchen", "living_room"],
-                   ["balcony", "fireplace"], ["area_sqft", "city", "price"])
+                   ["balcony", "empty", "fireplace"], ["area_sqft", "city", "price"])
 
 
 # --- the query language ----------------------------------------------------------------------------
@@ -34,7 +34,8 @@ def test_swedish_and_english_words_map_onto_rooms_and_attributes():
                        ("eldstad", ("attribute", "fireplace")), ("kakelugn", ("attribute", "fireplace")),
                        ("öppen spis", ("attribute", "fireplace")), ("living room", ("room", "living_room")),
                        ("Kitchens", ("room", "kitchen")), ("balconies", ("attribute", "balcony")),
-                       ("KÖKET", ("room", "kitchen")), ("tiled stove", ("attribute", "fireplace"))]:
+                       ("KÖKET", ("room", "kitchen")), ("tiled stove", ("attribute", "fireplace")),
+                       ("unfurnished", ("attribute", "empty")), ("omöblerat", ("attribute", "empty"))]:
         terms, q = _terms(text)
         assert [(k, n) for k, n, _, _ in terms] == [want], text
         assert q.ignored == [] and q.level == "photo"
@@ -135,7 +136,7 @@ def test_index_takes_listings_from_folders_and_stores_every_probability(listing_
         scores = conn.execute(select(db.room_scores)).all()
         attrs = conn.execute(select(db.attributes)).all()
         facts = {(f.listing_id, f.name): (f.num, f.text) for f in conn.execute(select(db.listing_facts))}
-    assert len(scores) == 12 * 7 and len(attrs) == 12 * 2
+    assert len(scores) == 12 * 7 and len(attrs) == 12 * 3  # balcony, empty, fireplace
     by_photo = {}
     for s in scores:
         by_photo.setdefault(s.photo_id, {})[s.room] = s.probability

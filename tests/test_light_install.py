@@ -52,7 +52,7 @@ def test_the_base_install_has_no_torch_and_tags_indexes_searches(light_env, tmp_
                            capture_output=True, text=True, cwd=tmp_path)
     assert heads.stdout.split() == [*want, "True", str((source / "watermark.onnx").is_file()), *tail, "False"], \
         heads.stdout + heads.stderr
-    assert want[0] == tail[0] == "2"
+    assert want[0] == tail[0] == "3"
     photos = make_listing_folders(tmp_path / "photos", size=200)
     tag = _run(light_env, "tag", str(photos), "--out", str(tmp_path / "tags.xlsx"), "--quiet", cwd=tmp_path)
     assert tag.returncode == 0, tag.stderr

@@ -38,6 +38,9 @@ estatelens train-attribute fireplace "$DATA/attributes.csv" data/labels/fireplac
     --model "$RUN/rooms-attributes.estatelens" --report "$RUN/attributes/fireplace" --quiet
 estatelens train-attribute balcony "$DATA/attributes.csv" data/labels/balcony.csv \
     --model "$RUN/rooms-attributes.estatelens" --report "$RUN/attributes/balcony" --quiet
+# empty (unfurnished rooms) reads the room network's embedding, as in `rooms`: the tail never learnt it
+estatelens train-attribute empty data/labels/empty.csv --embedding embedding \
+    --model "$RUN/rooms-attributes.estatelens" --report "$RUN/attributes/empty" --quiet
 [ "${INSTALL:-1}" = 1 ] || { echo "built $RUN/rooms-attributes.estatelens (not installed: INSTALL=0)"; exit 0; }
 
 rm -rf src/estatelens/bundled/rooms-attributes.estatelens

@@ -57,6 +57,8 @@ done
 estatelens evaluate "$DATA/exteriors-spb" --split test --model "$RUN/rooms.estatelens" --json "$RUN/eval/exteriors-spb-test.json"
 estatelens train-attribute fireplace "$DATA/attributes.csv" data/labels/fireplace.csv --model "$RUN/rooms.estatelens" \
     --report "$RUN/attributes/fireplace" --quiet
+estatelens train-attribute empty data/labels/empty.csv --model "$RUN/rooms.estatelens" \
+    --report "$RUN/attributes/empty" --quiet
 estatelens train-attribute balcony "$DATA/attributes.csv" data/labels/balcony.csv --model "$RUN/rooms.estatelens" \
     --report "$RUN/attributes/balcony" --quiet
 python tools/add_rehearsal.py "$RUN/rooms.estatelens" "${SOURCES[@]}"

@@ -57,6 +57,7 @@ ATTRIBUTE_WORDS = {
                   "braskamin", "kamin", "kaminen"],
     "balcony": ["balcony", "terrace", "roof terrace", "deck", "veranda", "balkong", "balkongen", "balkonger",
                 "terrass", "terrassen", "takterrass", "altan", "altanen", "loftgång"],
+    "empty": ["unfurnished", "vacant", "empty room", "omöblerad", "omöblerat", "omöblerade"],
 }
 LISTING_WORDS = {"listing", "listings", "house", "houses", "home", "homes", "property", "properties",
                  "apartment", "apartments", "flat", "flats", "bostad", "bostaden", "bostäder", "hus", "huset",

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from conftest import SHARED_DATA, has_shared_data
 from estatelens.watermarks.detector import MODEL, WatermarkDetector, to_input
 from estatelens.watermarks.generator import KINDS, font, make_sample, overlay
-from estatelens.watermarks.train import cell_targets
+from estatelens.watermarks.train import SyntheticSet, cell_targets
 
 
 def photo(seed: int = 0, size=(384, 256)) -> Image.Image:
@@ -68,6 +68,17 @@ def test_cell_targets_mark_the_8x8_cells_the_overlay_touches():
     assert t.shape == (8, 12) and t.sum() == 2 and t[1, 2] == 1 and t[7, 11] == 1
     x = to_input(Image.new("RGB", (16, 8), (255, 0, 127)))
     assert x.shape == (3, 8, 16) and np.isclose(x[0].max(), 1.0) and np.isclose(x[1].min(), -1.0)
+
+
+def test_scene_text_samples_never_get_an_overlay(tmp_path):
+    """--scene-text: from `clean_from` on, every sample is clean (its shop signs are the scene's),
+    while the samples before it keep their coin flip."""
+    path = tmp_path / "street.jpg"
+    photo(5, (400, 300)).save(path)
+    data = SyntheticSet([str(path)] * 24, seed=0, clean_from=12)
+    kinds = [data[i][2] for i in range(24)]
+    assert all(k == "clean" for k in kinds[12:]) and all(float(data[i][1].sum()) == 0 for i in range(12, 24))
+    assert any(k != "clean" for k in kinds[:12])  # 12 coin flips: all tails 1 in 4,096 (seeded: not flaky)
 
 
 def test_fonts_render_latin_cyrillic_and_greek():

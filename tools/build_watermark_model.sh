@@ -32,9 +32,11 @@ else
     python -c "import sys; from estatelens.watermarks.train import write_drop_list as w; print(w(sys.argv[1], sys.argv[3:], sys.argv[2]), 'dropped')" \
         "$DROP_MODEL" "$RUN/drop.txt" "${CLEAN[@]}"
 fi
-# 2. The network: two synthetic samples of every photo left.
+# 2. The network: two synthetic samples of every photo left, and SCENE_TEXT_SAMPLES more of each
+# exteriors-spb photo that never get an overlay (its shop signs: text that belongs to the scene).
 python -m estatelens.watermarks.train "${CLEAN[@]}" --val "$DATA/rooms-web/val" --out "$RUN" --epochs "${EPOCHS:-8}" \
-    --samples "${SAMPLES:-2}" --workers 2 --drop "$RUN/drop.txt"
+    --samples "${SAMPLES:-2}" --workers 2 --drop "$RUN/drop.txt" \
+    --scene-text "$DATA/exteriors-spb" --scene-text-samples "${SCENE_TEXT_SAMPLES:-4}"
 python benchmarks/watermark.py --model "$RUN/watermark.onnx" --set-threshold --out "$RUN/benchmark.md"
 [ "${INSTALL:-1}" = 1 ] || { echo "built $RUN/watermark.onnx (not installed: INSTALL=0)"; exit 0; }
 cp "$RUN/watermark.onnx" "$RUN/watermark.json" src/estatelens/bundled/

@@ -54,10 +54,10 @@ def cell_targets(mask: np.ndarray) -> np.ndarray:
     return m.any(axis=(1, 3)).astype(np.float32)
 
 
-def sample_arrays(path: str, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def sample_arrays(path: str, seed: int, clean: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
     """(input, cell targets, kind) of one training sample: a square part of the photo at a random
     place (so that a batch has one size; the overlay is drawn on that square, corners and all),
-    with or without an overlay (a coin flip from `seed`), SIDE x SIDE."""
+    with or without an overlay (a coin flip from `seed`; never with `clean`), SIDE x SIDE."""
     from PIL import Image
 
     rng = random.Random(seed)
@@ -66,16 +66,19 @@ def sample_arrays(path: str, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
         photo = im.convert("RGB")
     side = min(photo.size)
     x, y = rng.randint(0, photo.width - side), rng.randint(0, photo.height - side)
-    s = make_sample(photo.crop((x, y, x + side, y + side)), rng, SIDE, marked=rng.random() < 0.5)
+    marked = rng.random() < 0.5 and not clean
+    s = make_sample(photo.crop((x, y, x + side, y + side)), rng, SIDE, marked=marked)
     target = cell_targets(s.mask)
     return to_input(s.image), target, s.kind if target.any() else "clean"
 
 
 class SyntheticSet:
-    """A torch map-style dataset: sample i is photo i with seed (seed, i)."""
+    """A torch map-style dataset: sample i is photo i with seed (seed, i); from index `clean_from`
+    on, samples never get an overlay (the scene-text photos of --scene-text)."""
 
-    def __init__(self, paths: list[str], seed: int):
+    def __init__(self, paths: list[str], seed: int, clean_from: int | None = None):
         self.paths, self.seed = paths, seed
+        self.clean_from = len(paths) if clean_from is None else clean_from
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -83,11 +86,11 @@ class SyntheticSet:
     def __getitem__(self, i: int):
         import torch
 
-        x, t, kind = sample_arrays(self.paths[i], hash((self.seed, i)) & 0xFFFFFFFF)
+        x, t, kind = sample_arrays(self.paths[i], hash((self.seed, i)) & 0xFFFFFFFF, clean=i >= self.clean_from)
         return torch.from_numpy(x), torch.from_numpy(t)[None], kind
 
 
-def trunk_features(trunk, paths: list[str], seed: int, workers: int, desc: str):
+def trunk_features(trunk, paths: list[str], seed: int, workers: int, desc: str, clean_from: int | None = None):
     """The frozen trunk's features (float16) of one synthetic sample per photo, their cell
     targets and kinds: computed once, so that the head trains over them for many epochs."""
     import torch
@@ -95,7 +98,7 @@ def trunk_features(trunk, paths: list[str], seed: int, workers: int, desc: str):
     from tqdm import tqdm
 
     feats, targets, kinds = [], [], []
-    loader = DataLoader(SyntheticSet(paths, seed), batch_size=64, num_workers=workers)
+    loader = DataLoader(SyntheticSet(paths, seed, clean_from), batch_size=64, num_workers=workers)
     with torch.no_grad():
         for x, t, kind in tqdm(loader, desc=desc, unit="batch", leave=False):
             feats.append(trunk(x).half())
@@ -170,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--drop", help="a file of photo paths to leave out (e.g. the clean photos a first model scored highest)")
     ap.add_argument("--workers", type=int, default=1, help="processes drawing the synthetic samples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scene-text", nargs="+", default=[],
+                    help="folders of photos whose text is part of the scene (shop signs): besides their samples "
+                         "among the clean photos, --scene-text-samples more of each, never with an overlay")
+    ap.add_argument("--scene-text-samples", type=int, default=4)
     ap.add_argument("--samples", type=int, default=1,
                     help="synthetic samples drawn from each training photo (each its own crop, overlay and seed)")
     args = ap.parse_args(argv)
@@ -191,9 +198,14 @@ def main(argv: list[str] | None = None) -> None:
           "validation photo", flush=True)
     n_photos = len(train)
     train = train * args.samples  # sample i draws with seed (seed, i): every copy its own crop and overlay
+    clean_from = len(train)
+    scene_text = list_photos(args.scene_text, exclude) if args.scene_text else []
+    train += scene_text * args.scene_text_samples
+    if scene_text:
+        print(f"{len(scene_text)} scene-text photos, {args.scene_text_samples} more clean samples of each", flush=True)
     t0 = time.time()
     trunk = Trunk().eval()
-    f_train, t_train, _ = trunk_features(trunk, train, args.seed, args.workers, "training samples")
+    f_train, t_train, _ = trunk_features(trunk, train, args.seed, args.workers, "training samples", clean_from)
     f_val, t_val, k_val = trunk_features(trunk, val, args.seed + 1, args.workers, "validation samples")
     y_train = (t_train.flatten(1).amax(1) > 0).float()
     print(f"features in {time.time() - t0:.0f} s; {100 * float(y_train.mean()):.0f} % of training samples marked", flush=True)
@@ -234,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
             "trained_on": [os.path.relpath(p) for p in args.clean], "validated_on": [os.path.relpath(p) for p in args.val],
             "training_photos": n_photos, "dropped": len(dropped),
             "samples_per_photo": args.samples,
+            "scene_text": [os.path.relpath(p) for p in args.scene_text],
+            "scene_text_samples": args.scene_text_samples if scene_text else 0,
             "epochs": args.epochs, "history": history, "best_validation_auc": best}
     (out / "watermark.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
     print(f"best synthetic validation AUC {best:.4f}; wrote {out / 'watermark.onnx'}")

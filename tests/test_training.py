@@ -1,6 +1,8 @@
 """Training learns, resumes after an interruption, and writes a bundle that ONNX Runtime serves."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -221,6 +223,51 @@ def test_multitask_fine_tuning_learns_an_attribute_from_its_labelled_photos_only
     assert info["multitask"]["attributes"]["dark"]["yes"] > 0
     probs = load_bundle(result.bundle.path).predict_files([col.split("test")[0].path])
     assert probs.shape == (1, 2)
+
+
+def test_scene_teacher_targets_match_photos_by_path_suffix_and_are_learnt(tmp_path, stripes_dataset):
+    """--scene-targets: rows name photos relative to a folder above them (as tools/scene_segments.py
+    writes them), are normalised, photos without a row count for nothing, and the scene output learns
+    the distributions while the bundle stays the plain room-type network."""
+    import csv
+
+    from estatelens.training.multitask import masked_soft_cross_entropy, scene_targets
+
+    col = load_collection(stripes_dataset, progress=False)
+    train = col.split("train")
+    rows = []
+    for i, s in enumerate(train):
+        if i % 4 == 0:
+            continue  # a quarter without targets
+        rel = "/".join(Path(s.path).parts[-3:])  # stripes/<label>/<name>, relative to tmp_path
+        rows.append([rel, 19.0, 1.0] if s.label == "vertical" else [rel, 0.1, 1.9])
+    rows.append(["stripes/vertical/not-a-training-photo.jpg", 1.0, 1.0])  # matches nothing: ignored
+    rows.append([rows[0][0], "x", 1.0])  # unreadable: left out
+    targets_csv = tmp_path / "segments.csv"
+    with open(targets_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "wall", "sky"])
+        w.writerows(rows)
+    targets = scene_targets(train, targets_csv, log=lambda s: None)
+    assert targets.names == ["wall", "sky"] and targets.matched == len(train) - len(train[::4])
+    for i, s in enumerate(train):
+        if i % 4 == 0:
+            assert torch.isnan(targets.values[i]).all()
+        else:
+            assert targets.values[i].tolist() == pytest.approx([0.95, 0.05] if s.label == "vertical" else [0.05, 0.95])
+    z = torch.log(targets.values[1:3]).nan_to_num(0.0)
+    assert masked_soft_cross_entropy(z, targets.values[1:3]).item() == pytest.approx(0.0, abs=1e-5)
+
+    cfg = _config(tmp_path, model="efficientnet_lite0", mode="finetune", epochs=6, image_size=96, views=1,
+                  train_from_block=-2, scene_targets=str(targets_csv), scene_loss_weight=1.0, lr=1e-2)
+    result = fit(col, tmp_path / "run", cfg, log=lambda s: None)
+    losses = [h["train_scene_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0], losses
+    bundle = load_bundle(result.bundle.path)
+    assert bundle.info["scene_teacher"]["photos"] == targets.matched
+    assert bundle.predict_files([col.split("test")[0].path]).shape == (1, 2)
+    with pytest.raises(ValueError, match="names a training photo"):
+        scene_targets(col.split("test"), targets_csv, log=lambda s: None)
 
 
 def test_distillation_follows_the_teacher_and_refuses_a_teacher_of_another_kind(tmp_path, stripes_dataset):

@@ -17,6 +17,9 @@
 # DISTILL=BUNDLE adds that bundle's room-type probabilities as soft targets (train --distill; weight
 # DISTILL_WEIGHT, default 0.5): the 2026-12-02 experiment of keeping the room types while the attributes
 # are learnt (benchmarks/results/multitask.md).
+# SCENE_TARGETS=CSV adds a scene teacher (train --scene-targets; weight SCENE_LOSS_WEIGHT, default 0.3):
+# the ADE20K segment areas of the training photos (tools/scene_segments.py) as soft targets of a
+# second output, the 2026-12-03 experiment (benchmarks/results/multitask.md).
 # FROM_WEIGHTS=BUNDLE skips training: the float network is rebuilt from that bundle's weights.pt and
 # everything after it (int8, scores, heads, rehearsal set, also) is made again (about 20 minutes):
 # how the 2026-12-02 bundle got its 7-bit weights (quantize.py, REDUCE_RANGE).
@@ -37,6 +40,9 @@ if [ "${MULTITASK:-0}" = 1 ]; then
 fi
 if [ -n "${DISTILL:-}" ]; then
     MULTITASK_OPTIONS+=(--distill "$DISTILL" --distill-weight "${DISTILL_WEIGHT:-0.5}")
+fi
+if [ -n "${SCENE_TARGETS:-}" ]; then
+    MULTITASK_OPTIONS+=(--scene-targets "$SCENE_TARGETS" --scene-loss-weight "${SCENE_LOSS_WEIGHT:-0.3}")
 fi
 if [ -n "${CONTINUE_FROM:-}" ]; then
     MULTITASK_OPTIONS+=(--init "$CONTINUE_FROM" --epochs "${EPOCHS:-4}" --lr "${LR:-0.0003}" --warmup-epochs 0.3)

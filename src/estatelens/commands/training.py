@@ -63,6 +63,14 @@ def add_parsers(sub) -> None:
         "afterwards with train-attribute"))
     t.add_argument("--attribute-loss-weight", type=float, default=1.0,
                    help="weight of the attributes' loss beside the room type's (default 1)")
+    t.add_argument("--scene-targets", metavar="CSV", help=(
+        "a scene teacher: CSV with a path column and one column per scene class (the share of the "
+        "photo in each ADE20K class, as tools/scene_segments.py writes it from the segmentation network "
+        "of ../shared/weights); while fine-tuning, another output on the embedding learns these "
+        "distributions (KL divergence), so the network learns to see beds, sofas and sky; tagging "
+        "never runs the teacher. Paths are absolute or relative to a folder above the photos"))
+    t.add_argument("--scene-loss-weight", type=float, default=0.3,
+                   help="weight of the scene targets' loss beside the room type's (default 0.3)")
     t.add_argument("--distill", metavar="BUNDLE", help=(
         "learn from a teacher too: BUNDLE's room-type probabilities (a model of the same kind and "
         "classes, with the same frozen blocks) become soft targets beside the labels (knowledge "
@@ -199,7 +207,8 @@ def cmd_train(args) -> int:
     keys = ["model", "mode", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
             "label_smoothing", "class_balance", "warmup_epochs", "schedule", "patience", "seed", "image_size",
             "train_from_block", "views", "weights", "init", "workers", "threads", "bf16", "max_minutes", "cache_dir",
-            "attribute_loss_weight", "distill", "distill_weight", "distill_temperature", "qat"]
+            "attribute_loss_weight", "distill", "distill_weight", "distill_temperature", "qat", "scene_targets",
+            "scene_loss_weight"]
     config = TrainConfig.from_dict({k: getattr(args, k) for k in keys} | {"attributes": _attribute_sources(args.attribute)})
     out = Path(args.out or f"runs/{Path(args.data[0]).stem}-{config.model}-{config.mode}")
     collection = _load_data(args)

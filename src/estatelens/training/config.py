@@ -18,7 +18,7 @@ _MODE_DEFAULTS = {
 # run's machine may choose, and settings added after runs were saved, at the value that means "as
 # before". An upgrade, or a move to a CPU without bfloat16, does not restart anything.
 _ROUNDING_ONLY = ("bf16",)
-_ADDED_LATER = {"qat": False}
+_ADDED_LATER = {"qat": False, "scene_targets": None, "scene_loss_weight": 0.3}
 
 
 def comparable(settings: dict) -> dict:
@@ -70,6 +70,8 @@ class TrainConfig:
     distill_weight: float = 0.5        # share of the teacher's loss in the room-type loss
     distill_temperature: float = 2.0   # softening of both networks' logits for that loss
     qat: bool = False                  # trainable convolutions see int8 rounding (training/qat.py)
+    scene_targets: str | None = None   # CSV of per-photo scene distributions (a teacher's): soft targets
+    scene_loss_weight: float = 0.3     # weight of their KL divergence beside room type's loss
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -93,6 +95,8 @@ class TrainConfig:
         if self.attributes and self.mode != "finetune":
             raise ValueError("attributes (multi-task training) shape the embedding while fine-tuning; "
                              "use --mode finetune, or train-attribute for a head on a frozen embedding")
+        if self.scene_targets and self.mode != "finetune":
+            raise ValueError("scene targets shape the embedding while fine-tuning; use --mode finetune")
         if self.distill and self.mode != "finetune":
             raise ValueError("distillation (distill) learns from a teacher's outputs on the cached frozen-prefix "
                              "outputs; use --mode finetune")

@@ -31,7 +31,8 @@ from ..models import Classifier, create_model
 from . import qat
 from .calibration import fit_temperature
 from .config import TrainConfig, comparable
-from .multitask import AttributeTargets, MultiTaskOutput, WithAttributes, attribute_targets, masked_bce
+from .multitask import (AttributeTargets, MultiTaskOutput, SceneTargets, WithAttributes, attribute_targets,
+                        masked_bce, masked_soft_cross_entropy, scene_targets)
 from .optim import build_optimizer, build_scheduler
 from .prefix_cache import cache_key, cached_views, default_cache_dir, module_fingerprint, photos_fingerprint
 
@@ -119,12 +120,14 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
                     bf16: bool, desc: str, total: int, deadline: float | None = None,
                     weight: torch.Tensor | None = None, attributes: AttributeTargets | None = None,
                     attribute_weight: float = 1.0, teacher: nn.Module | None = None,
-                    distill_weight: float = 0.5, distill_temperature: float = 2.0) -> dict:
+                    distill_weight: float = 0.5, distill_temperature: float = 2.0,
+                    scene: SceneTargets | None = None, scene_weight: float = 0.3) -> dict:
     """One pass over `batches`. With a teacher (a module reading the same inputs), the room-type
-    loss is (1 - distill_weight) x the labels' loss + distill_weight x the teacher's soft-target loss."""
+    loss is (1 - distill_weight) x the labels' loss + distill_weight x the teacher's soft-target loss;
+    with scene targets, scene_weight x their KL divergence is added."""
     model.train()
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
-    attr_sum, attr_batches = 0.0, 0
+    attr_sum, scene_sum, n_batches = 0.0, 0.0, 0
     with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
         for batch in batches:
             if batch is None:
@@ -141,13 +144,17 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
             if attributes is not None:
                 attr_loss = masked_bce(out.attributes, attributes.values[idx], attributes.pos_weight)
                 loss = loss + attribute_weight * attr_loss
-                attr_sum, attr_batches = attr_sum + attr_loss.item(), attr_batches + 1
+                attr_sum += attr_loss.item()
+            if scene is not None:
+                scene_loss = masked_soft_cross_entropy(out.scene, scene.values[idx])
+                loss = loss + scene_weight * scene_loss
+                scene_sum += scene_loss.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             n = len(y)
-            seen += n
+            seen, n_batches = seen + n, n_batches + 1
             loss_sum += loss.item() * n
             correct += (logits.argmax(1) == y).sum().item()
             bar.update(n)
@@ -158,7 +165,9 @@ def train_one_epoch(model: nn.Module, batches: Iterable, optimizer, scheduler, *
     out = {"loss": loss_sum / max(1, seen), "acc": correct / max(1, seen), "seen": seen,
            "seconds": time.time() - t0}
     if attributes is not None:
-        out["attribute_loss"] = attr_sum / max(1, attr_batches)
+        out["attribute_loss"] = attr_sum / max(1, n_batches)
+    if scene is not None:
+        out["scene_loss"] = scene_sum / max(1, n_batches)
     return out
 
 
@@ -221,8 +230,10 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
 
     t_prepare = time.time()
     targets = attribute_targets(train, config.attributes, config.seed, log) if config.attributes else None
+    scene = scene_targets(train, config.scene_targets, log) if config.scene_targets else None
     trainable, param_sets, train_batches, val_batches, teacher = _plan(
-        model, config, collection, class_to_idx, pre, log, n_attributes=len(targets.names) if targets else 0)
+        model, config, collection, class_to_idx, pre, log, n_attributes=len(targets.names) if targets else 0,
+        n_scene=len(scene.names) if scene else 0)
     prepare_seconds = time.time() - t_prepare
     if config.qat:
         log(f"quantisation-aware training: {qat.enable(trainable)} convolutions see int8 rounding")
@@ -239,6 +250,8 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
     history, best, bad_epochs = state["history"], state["best"], state["bad_epochs"]
     if "attribute_head" in state and isinstance(trainable, WithAttributes):
         trainable.attributes.load_state_dict(state["attribute_head"])
+    if "scene_head" in state and isinstance(trainable, WithAttributes):
+        trainable.scene.load_state_dict(state["scene_head"])
     # An early-stopped run is finished; one stopped by the time budget goes on when rerun, with a
     # fresh budget, unless the budget spans reruns (compare: a run's budget is its whole life).
     finished = {"early_stopping"} | ({"time_budget"} if budget_spans_reruns else set())
@@ -254,13 +267,15 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
                              weight=weights, attributes=targets, attribute_weight=config.attribute_loss_weight,
                              teacher=teacher, distill_weight=config.distill_weight,
                              distill_temperature=config.distill_temperature,
+                             scene=scene, scene_weight=config.scene_loss_weight,
                              bf16=config.bf16, desc=f"epoch {epoch}/{config.epochs}",
                              total=_count(train_batches), deadline=deadline)
         va = evaluate(trainable, val_batches) if val else {"loss": None, "acc": None}
         history.append({"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
                         "val_loss": va["loss"], "val_acc": va["acc"], "seconds": tr["seconds"],
                         "images_per_second": tr["seen"] / max(1e-9, tr["seconds"]),
-                        **({"train_attribute_loss": tr["attribute_loss"]} if targets else {})})
+                        **({"train_attribute_loss": tr["attribute_loss"]} if targets else {}),
+                        **({"train_scene_loss": tr["scene_loss"]} if scene else {})})
         improved = best is None or (va["acc"] is not None and va["acc"] > best["val_acc"]) or va["acc"] is None
         if improved:
             best = {"epoch": epoch, "val_acc": va["acc"], "val_loss": va["loss"]}
@@ -278,6 +293,7 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
                       "bad_epochs": bad_epochs, "config": _resume_key(config), "data": fingerprint,
                       "stopped_by": stopped_by, "rng": torch.get_rng_state(),
                       **({"attribute_head": trainable.attributes.state_dict()} if targets else {}),
+                      **({"scene_head": trainable.scene.state_dict()} if scene else {}),
                       "seconds": time.time() - t_start}, ckpt_path)
         if stopped_by != "epochs":
             break
@@ -304,16 +320,18 @@ def fit(collection: PhotoCollection, out_dir: str | Path, config: TrainConfig,
                           "labelled": targets.labelled}} if targets else {}),
         **({"distilled_from": {"bundle": str(config.distill), "weight": config.distill_weight,
                                "temperature": config.distill_temperature}} if teacher is not None else {}),
+        **({"scene_teacher": {"targets": scene.source, "classes": scene.names, "photos": scene.matched,
+                              "loss_weight": config.scene_loss_weight}} if scene else {}),
     }, temperature=temperature)
     return FitResult(bundle, history, best["epoch"], best["val_acc"], train_seconds + prepare_seconds,
                      stopped_by, model)
 
 
 def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, class_to_idx, pre, log,
-          n_attributes: int = 0):
+          n_attributes: int = 0, n_scene: int = 0):
     """Decide what trains and how batches are fed: (trainable module, [(params, lr)], train, val,
-    teacher or None). With n_attributes, the trainable suffix also outputs that many attribute logits
-    in training; with config.distill, the teacher reads the same inputs as the trainable module."""
+    teacher or None). With n_attributes (n_scene), the trainable suffix also outputs that many
+    attribute (scene) logits in training; with config.distill, the teacher reads the same inputs as the trainable module."""
     train, val = collection.split("train"), collection.split("val")
     from_block = config.train_from_block
     if config.mode == "finetune" and from_block is None:
@@ -322,7 +340,7 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
         prefix, suffix = model.backbone, model.head
     elif config.mode == "finetune" and from_block != 0:
         prefix, suffix = model.trunk_split(from_block)
-    elif n_attributes:
+    elif n_attributes or n_scene:
         raise ValueError(f"multi-task training needs a network that fine-tunes from a given block "
                          f"(EfficientNet-Lite and the other block-structured ones), not {config.model} "
                          f"with --train-from-block {from_block}")
@@ -340,10 +358,10 @@ def _plan(model: Classifier, config: TrainConfig, collection: PhotoCollection, c
         p.requires_grad_(False)
     trainable_params = list(_own_parameters(suffix))
     extra_head = []
-    if n_attributes:
+    if n_attributes or n_scene:
         body, head = suffix
-        suffix = WithAttributes(body, head, model.num_features, n_attributes, model.head[0].p)
-        extra_head = list(suffix.attributes.parameters())
+        suffix = WithAttributes(body, head, model.num_features, n_attributes, model.head[0].p, n_scene)
+        extra_head = [p for m in (suffix.attributes, suffix.scene) if m is not None for p in m.parameters()]
         trainable_params += extra_head
     for p in trainable_params:
         p.requires_grad_(True)
@@ -493,5 +511,6 @@ def _set_epoch(batches, epoch: int, seed: int) -> None:
 def _epoch_line(h: dict, improved: bool) -> str:
     val = (f"val loss {h['val_loss']:.3f} acc {h['val_acc']:.3f}" if h["val_acc"] is not None else "no val split")
     attr = f" attributes {h['train_attribute_loss']:.3f}" if "train_attribute_loss" in h else ""
+    attr += f" scene {h['train_scene_loss']:.3f}" if "train_scene_loss" in h else ""
     return (f"epoch {h['epoch']:3d}  train loss {h['train_loss']:.3f}{attr} acc {h['train_acc']:.3f}  {val}  "
             f"{h['images_per_second']:.0f} img/s{'  *best' if improved else ''}")

@@ -328,6 +328,26 @@ def test_a_start_whose_frozen_blocks_differ_does_not_read_another_runs_cached_ou
     assert len(caches()) == 2 * len(before)
 
 
+def test_cached_outputs_are_keyed_by_the_photos_not_by_how_their_paths_are_spelt(tmp_path, stripes_dataset):
+    """A build script's `$ROOT/../shared/data/...` and a hand-typed `../shared/data/...` name the same
+    photos: the same key (a run once cached 7 views again, 20 minutes, for that alone). A photo that
+    changed does not."""
+    import os
+
+    from estatelens.data.dataset import Sample
+    from estatelens.training.prefix_cache import photos_fingerprint
+
+    photos = sorted(str(p) for p in (stripes_dataset / "vertical").rglob("*.jpg"))[:3]
+    spelt = [os.path.join(str(stripes_dataset), "..", stripes_dataset.name, os.path.relpath(p, stripes_dataset))
+             for p in photos]
+    assert spelt[0] != photos[0] and os.path.samefile(spelt[0], photos[0])
+    key = photos_fingerprint([Sample(p, "vertical") for p in photos])
+    assert photos_fingerprint([Sample(p, "vertical") for p in spelt]) == key
+    with open(photos[1], "ab") as f:
+        f.write(b"\0")
+    assert photos_fingerprint([Sample(p, "vertical") for p in photos]) != key
+
+
 def test_distillation_loss_is_zero_when_the_student_says_what_the_teacher_says():
     z = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
     assert engine.distillation_loss(z, z, 2.0).item() == pytest.approx(0.0, abs=1e-6)

@@ -46,10 +46,12 @@ def module_fingerprint(params: Iterable[torch.Tensor]) -> str:
 
 
 def photos_fingerprint(samples: Sequence[Sample]) -> str:
+    """The photos by real path, size and time: `../shared/data/x.jpg` and `/work/shared/data/x.jpg`
+    are the same photo (a build script and a hand-typed command name them differently)."""
     h = hashlib.sha1()
     for s in samples:
         st = os.stat(s.path)
-        h.update(f"{s.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{os.path.realpath(s.path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 

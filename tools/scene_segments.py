@@ -19,13 +19,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from estatelens.data.images import is_image_name  # noqa: E402
+from estatelens.data.images import PhotoError, is_image_name, open_rgb  # noqa: E402
+from estatelens.tagging.core import iter_input_paths  # noqa: E402
 
 ADE = ["other", "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
        "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car",
@@ -45,8 +46,7 @@ class Segmenter:
         self.out = self.it.get_output_details()[0]["index"]
 
     def areas(self, path: str) -> np.ndarray:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
+        im = open_rgb(path).resize((SIZE, SIZE), Image.BILINEAR)
         self.it.set_tensor(self.inp, np.asarray(im, np.uint8)[None])
         self.it.invoke()
         classes = self.it.get_tensor(self.out)[0]
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     out, data = Path(args.out), Path(args.data)
-    paths = sorted(p for f in args.folders for p in Path(f).rglob("*") if p.is_file() and is_image_name(p.name))
+    paths = sorted(Path(p) for p in iter_input_paths(args.folders) if is_image_name(p))
     done = set()
     if out.exists():  # resume: keep the rows written, segment the rest
         with open(out, newline="", encoding="utf-8") as f:
@@ -85,7 +85,7 @@ def main() -> None:
         for p in tqdm(todo, desc="segmenting", unit="photo"):
             try:
                 a = seg.areas(str(p))
-            except (OSError, ValueError) as e:
+            except PhotoError as e:
                 print(f"  skipped {p}: {e}", file=sys.stderr)
                 continue
             w.writerow([relative(p, data), *(f"{v:.4f}" for v in a)])

@@ -93,7 +93,7 @@ def checked_by_eye(samples) -> tuple[list[str], list[str], set[str]]:
         if verdict != "ambiguous":
             paths.append(s.path)
             labels.append(s.label if verdict == "agree" else verdict)
-    return paths, labels, {p for p in seen}
+    return paths, labels, set(seen)
 
 
 def degraded_copies(samples, folder: Path) -> list[str]:

@@ -188,6 +188,4 @@ def masked_soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> to
     mask = ~torch.isnan(targets[:, 0])
     if not mask.any():
         return logits.sum() * 0.0
-    t = targets[mask]
-    log_p = F.log_softmax(logits[mask].float(), dim=1)
-    return (t * (torch.log(t.clamp_min(1e-8)) - log_p)).sum(1).mean()
+    return F.kl_div(F.log_softmax(logits[mask].float(), dim=1), targets[mask], reduction="batchmean")

@@ -28,10 +28,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.metrics import roc_auc_score
 
+from perception import held_apart_sets
 from tagging_speed import DATA, ROOT, machine, write_report
 
 from estatelens.bundle import load_bundle
-from estatelens.data.dataset import load_collection
 from estatelens.ood import knn_distance
 from estatelens.rehearsal import load_rehearsal
 from estatelens.training.adapt import old_head
@@ -73,11 +73,7 @@ def drawn_photos(folder: Path, n: int = 60, seed: int = 0) -> list[str]:
 
 
 def held_apart() -> list[str]:
-    paths = [s.path for s in load_collection(DATA / "rooms-web" / "test", assign=False, progress=False).samples]
-    paths += [s.path for s in load_collection(DATA / "rooms-places" / "val", assign=False, progress=False).samples]
-    paths += [s.path for s in load_collection(DATA / "houses" / "photos.csv", progress=False).split("test")]
-    paths += [s.path for s in load_collection(DATA / "exteriors-spb", progress=False).split("test")]
-    return paths
+    return [s.path for samples in held_apart_sets().values() for s in samples]
 
 
 def unlike_photos(tmp: Path) -> dict[str, list[str]]:
@@ -114,7 +110,7 @@ def _with_embeddings(bundle, paths):
 
     side = decode_side(bundle.preprocessing)
     for start in range(0, len(paths), 32):
-        xs = [load_photo(p, bundle.preprocessing, side)[0] for p in paths[start:start + 32]]
+        xs = [load_photo(p, bundle.preprocessing, side).x for p in paths[start:start + 32]]
         xs = [x for x in xs if x is not None]
         probs, emb = bundle.run_batch(np.stack(xs))
         yield from zip(probs, emb)

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tagging_speed import DATA, ROOT, machine, write_report
 
 from estatelens.bundle import load_bundle
-from estatelens.data.dataset import combine_collections, load_collection, merge_val_into_train
+from estatelens.data.dataset import load_collection, load_sources
 from estatelens.evaluation.metrics import expected_calibration_error
 from estatelens.tagging import tag_photos
 
@@ -70,7 +70,7 @@ BUILD_SOURCES = [DATA / "rooms-web", DATA / "rooms-places" / "train", DATA / "ho
 def build_validation() -> list:
     """The validation split of the default build (same sources, --merge-val, seed 0): what a
     choice between models may be made on, since no test photo was used to choose there."""
-    return combine_collections([merge_val_into_train(load_collection(s, progress=False)) for s in BUILD_SOURCES]).split("val")
+    return load_sources(BUILD_SOURCES, merge_val=True, progress=False).split("val")
 
 
 def held_apart_sets() -> dict[str, list]:

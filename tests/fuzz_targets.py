@@ -94,7 +94,7 @@ def decode_target(data: bytes, suffix: str, tmp: Path) -> str:
         in_memory = "error"
     path = tmp / f"fuzz{suffix}"
     path.write_bytes(data)
-    x, _, status = load_photo(str(path), PRE, 64)
+    x, _, status, _ = load_photo(str(path), PRE, 64)
     assert isinstance(status, str) and status
     if status == "ok":
         assert x is not None and x.shape == (3, 64, 64) and np.isfinite(x).all()

@@ -162,7 +162,7 @@ def test_heads_read_the_tail_and_the_tagger_and_explain_follow(tmp_path, tail_bu
     d = onnx_session(donor / "model.onnx")
     for r in rows:
         assert (r["room_type"], r["probability"]) == (before[r["path"]]["room_type"], before[r["path"]]["probability"])
-        x, _, _ = load_photo(r["path"], b.preprocessing, decode_side(b.preprocessing))
+        x = load_photo(r["path"], b.preprocessing, decode_side(b.preprocessing)).x
         (e,) = d.run([EMBEDDING_OUTPUT], {"image": x[None]})
         assert float(r["dim_probability"]) == pytest.approx(float(head.probability(e)[0]), abs=2e-4)
     # the head reads an output the room network's weights.pt cannot explain: Grad-CAM leaves it out,

@@ -104,7 +104,7 @@ def main() -> None:
     worst = None
     if args.check:
         pre, side = base.preprocessing, decode_side(base.preprocessing)
-        arrays = [got[0] for p in args.check if (got := load_photo(p, pre, side))[0] is not None]
+        arrays = [got.x for p in args.check if (got := load_photo(p, pre, side)).x is not None]
         worst = agreement(out / "model.onnx", donor.onnx_path, [np.stack(arrays[i:i + 16]) for i in range(0, len(arrays), 16)])
         print(f"attribute embedding against the donor's own, {len(arrays)} photos: lowest cosine {worst:.4f}")
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from PIL import Image
@@ -42,29 +42,34 @@ class Prediction:
 Inspect = Callable[[Image.Image, tuple[int, int]], object]
 
 
+class Loaded(NamedTuple):
+    """One decoded photo, ready for the network: `x` is its input (None where it cannot be used,
+    and `status` says why), `size` its full (width, height), `checks` what `inspect` found."""
+
+    x: np.ndarray | None
+    size: tuple[int, int] | None
+    status: str
+    checks: object = None
+
+
 def load_photo(path: str, pre: Preprocessing, side: int, data: BinaryIO | None = None,
-               pixels: bool = False, inspect: Inspect | None = None) -> tuple:
-    """(network input or None, full size or None, "ok" or the reason the file cannot be used).
+               pixels: bool = False, inspect: Inspect | None = None) -> Loaded:
+    """Decode `path` to the network's input, or the reason the file cannot be used.
     `data`: the file's bytes already opened (a remote photo read through fsspec); `path` names it.
     `pixels`: the input as uint8 pixels, still to `normalise` (a quarter of the bytes to send).
-    `inspect`: a function of the decoded photo and its full size (the listing checks); its result
-    is then a fourth element (None where the photo could not be used)."""
-    x, size, status, extra = None, None, "ok", None
+    `inspect`: a function of the decoded photo and its full size (the listing checks), run on
+    usable photos; its result is `checks`."""
     if not is_image_name(path):
-        status = ("file not found" if data is None and not os.path.exists(path)
-                  else f"not an image file (extension '{Path(path).suffix}')")
-    else:
-        try:
-            im, size = read_photo(path if data is None else data, side)
-        except PhotoError as e:
-            status = e.reason
-        else:
-            if min(size) < MIN_SIDE:
-                status = too_small(*size, MIN_SIDE)
-            else:
-                x = eval_pixels(im, pre) if pixels else eval_array(im, pre)
-                extra = inspect(im, size) if inspect is not None else None
-    return (x, size, status) if inspect is None else (x, size, status, extra)
+        return Loaded(None, None, "file not found" if data is None and not os.path.exists(path)
+                      else f"not an image file (extension '{Path(path).suffix}')")
+    try:
+        im, size = read_photo(path if data is None else data, side)
+    except PhotoError as e:
+        return Loaded(None, None, e.reason)
+    if min(size) < MIN_SIDE:
+        return Loaded(None, size, too_small(*size, MIN_SIDE))
+    x = eval_pixels(im, pre) if pixels else eval_array(im, pre)
+    return Loaded(x, size, "ok", inspect(im, size) if inspect is not None else None)
 
 
 def _load_batch(paths: list[str], pre: Preprocessing, side: int, inspect: Inspect | None = None):
@@ -111,13 +116,13 @@ def predict_stream(bundle: ModelBundle, paths: Iterable[str], *, batch_size: int
             yield from predict_loaded(bundle, chunk, loaded, heads, scorer, embeddings, cues)
 
 
-def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[tuple], heads=(), scorer=None,
+def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[Loaded], heads=(), scorer=None,
                    embeddings: bool = False, cues=()) -> list[Prediction]:
-    """Predictions for a decoded batch: `loaded` holds `load_photo`'s (input or None, size,
-    status[, checks]) per path; `heads` are attribute heads and `cues` open-plan cue heads on the embedding.
+    """Predictions for a decoded batch: `loaded` holds `load_photo`'s result per path; `heads` are
+    attribute heads and `cues` open-plan cue heads on the embedding.
     The one network pass of every front end (the streaming tagger here, the Ray engine's actors in
     distributed/)."""
-    good = [i for i, got in enumerate(loaded) if got[0] is not None]
+    good = [i for i, got in enumerate(loaded) if got.x is not None]
     p_of: dict = {}
     a_of: dict = {}
     u_of: dict = {}
@@ -127,7 +132,7 @@ def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[t
         # Each head reads its own output: the embedding, or an attribute tail's (attributes.py).
         want = [h.embedding for h in (*heads, *cues)] + (
             [EMBEDDING_OUTPUT] if scorer is not None or embeddings else [])
-        probs, out = bundle.run_outputs(np.stack([loaded[i][0] for i in good]), list(dict.fromkeys(want)))
+        probs, out = bundle.run_outputs(np.stack([loaded[i].x for i in good]), list(dict.fromkeys(want)))
         emb = out.get(EMBEDDING_OUTPUT)
         if embeddings and emb is None:
             raise ValueError(f"{bundle.onnx_path}: has no embedding output")
@@ -140,8 +145,8 @@ def predict_loaded(bundle: ModelBundle, paths: Sequence[str], loaded: Sequence[t
             u_of[i] = float(far[j]) if far is not None else None
             e_of[i] = emb[j] if embeddings else None
             c_of[i] = {name: float(p[j]) for name, p in cue_p.items()} if cues else None
-    return [Prediction(path, got[2], p_of.get(i), got[1], a_of.get(i), u_of.get(i), e_of.get(i), c_of.get(i),
-                       got[3] if len(got) > 3 else None)
+    return [Prediction(path, got.status, p_of.get(i), got.size, a_of.get(i), u_of.get(i), e_of.get(i), c_of.get(i),
+                       got.checks)
             for i, (path, got) in enumerate(zip(paths, loaded))]
 
 

@@ -268,13 +268,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 def _load_data(args):
     """The checked, split and combined photos of args.data, with what was left out printed."""
-    from ..data.dataset import combine_collections, load_collection, merge_val_into_train, slice_per_class
+    from ..data.dataset import load_sources, slice_per_class
 
-    parts = []
-    for source in args.data:
-        part = load_collection(source, seed=args.split_seed, workers=args.workers + 2)
-        parts.append(merge_val_into_train(part, seed=args.split_seed) if args.merge_val else part)
-    collection = combine_collections(parts)
+    collection = load_sources(args.data, seed=args.split_seed, merge_val=args.merge_val, workers=args.workers + 2)
     if args.max_per_class:
         collection = slice_per_class(collection, args.max_per_class)
     summary = collection.summary()

@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 from tqdm import tqdm
 
@@ -311,6 +312,17 @@ def combine_collections(collections: list[PhotoCollection]) -> PhotoCollection:
     return PhotoCollection(" + ".join(c.source for c in collections), sorted({s.label for s in samples}),
                            samples, [x for c in collections for x in c.skipped],
                            find_leakage(samples, hashes, phashes), hashes, phashes)
+
+
+def load_sources(sources: Sequence[str | os.PathLike], *, seed: int = 0, merge_val: bool = False,
+                 workers: int = 4, progress: bool = True) -> PhotoCollection:
+    """Several sources as `estatelens train` reads them: each loaded and split its own way (with
+    `merge_val`, its published train and val merged and validation carved out again), then combined."""
+    parts = []
+    for source in sources:
+        part = load_collection(source, seed=seed, workers=workers, progress=progress)
+        parts.append(merge_val_into_train(part, seed=seed) if merge_val else part)
+    return combine_collections(parts)
 
 
 def slice_per_class(collection: PhotoCollection, n: int) -> PhotoCollection:

@@ -30,7 +30,7 @@ import numpy as np
 from ..bundle import load_bundle
 from ..data.images import file_fingerprint
 from ..data.preprocess import Preprocessing, decode_side, normalise
-from ..inference import load_photo, predict_loaded
+from ..inference import Loaded, load_photo, predict_loaded
 from ..tagging.core import display_path, iter_input_paths, tag_row
 from ..tagging.job import columns as tag_columns
 
@@ -146,13 +146,13 @@ def _decode_batch(batch: dict, pre: dict) -> dict:
 
             try:
                 with fsspec.open(path, "rb") as f:
-                    x, size, status = load_photo(path, prep, side, io.BytesIO(f.read()), pixels=True)
+                    x, size, status, _ = load_photo(path, prep, side, io.BytesIO(f.read()), pixels=True)
             except FileNotFoundError:
                 x, size, status = None, None, "file not found"
             except OSError as e:
                 x, size, status = None, None, f"cannot read: {e}"
         else:
-            x, size, status = load_photo(local(path), prep, side, pixels=True)
+            x, size, status, _ = load_photo(local(path), prep, side, pixels=True)
         images.append(blank if x is None else x)
         statuses.append(status)
         widths.append(size[0] if size else -1)
@@ -189,8 +189,8 @@ class _TaggerActor:
 
         paths = [str(p) for p in batch["file"]]
         pre = self.bundle.preprocessing
-        loaded = [(normalise(batch["image"][i], pre) if s == "ok" else None,
-                   (int(batch["width"][i]), int(batch["height"][i])) if batch["width"][i] >= 0 else None, str(s))
+        loaded = [Loaded(normalise(batch["image"][i], pre) if s == "ok" else None,
+                         (int(batch["width"][i]), int(batch["height"][i])) if batch["width"][i] >= 0 else None, str(s))
                   for i, s in enumerate(batch["status"])]
         with threadpool_limits(1, user_api="blas"):
             preds = predict_loaded(self.bundle, paths, loaded, self.heads, self.scorer, cues=self.cues)

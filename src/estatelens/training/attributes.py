@@ -92,7 +92,7 @@ def _views(path: str, bundle: ModelBundle, views: int, seed: int) -> tuple[list[
 
     from ..data.transforms import train_preset
 
-    x, _, status = load_photo(path, bundle.preprocessing, decode_side(bundle.preprocessing))
+    x, _, status, _ = load_photo(path, bundle.preprocessing, decode_side(bundle.preprocessing))
     if x is None:
         return None, status
     out = [x]

@@ -64,7 +64,7 @@ def portal_style(im: Image.Image, i: int) -> Image.Image:
 
 
 BUILD_SOURCES = [DATA / "rooms-web", DATA / "rooms-places" / "train", DATA / "houses" / "photos.csv", DATA / "exteriors-spb",
-                 ROOT / "data" / "labels" / "places-extra.csv"]  # tools/build_default_model.sh's
+                 ROOT / "data" / "labels" / "places-extra.csv"]  # tools/build_env.sh's SOURCES (the default build)
 
 
 def build_validation() -> list:

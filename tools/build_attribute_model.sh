@@ -10,14 +10,9 @@
 # Usage: bash tools/build_attribute_model.sh [RUN_DIR]; INSTALL=0 builds without installing;
 # DONOR=BUNDLE skips training and quantisation and grafts that int8 bundle's tail.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/tools/setup.sh"
-cd "$ROOT"
-DATA="${SHARED_DATA:-$ROOT/../shared/data}"
+source "$(dirname "${BASH_SOURCE[0]}")/build_env.sh"
 RUN="${1:-runs/rooms-attributes}"
 BASE=src/estatelens/bundled/rooms.estatelens
-SOURCES=("$DATA/rooms-web" "$DATA/rooms-places/train" "$DATA/houses/photos.csv" "$DATA/exteriors-spb"
-         "data/labels/places-extra.csv")
 mkdir -p "$RUN"
 
 DONOR="${DONOR:-}"

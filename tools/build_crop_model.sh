@@ -4,10 +4,7 @@
 # score it on their held-apart photos, write docs/results/crops/ (metrics, report, example figures),
 # then install it. About 13 minutes on 2 cores. Usage: bash tools/build_crop_model.sh [RUN_DIR]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/tools/setup.sh"
-cd "$ROOT"
-DATA="${SHARED_DATA:-$ROOT/../shared/data}"
+source "$(dirname "${BASH_SOURCE[0]}")/build_env.sh"
 RUN="${1:-runs/crops}"
 
 estatelens train-crops "$DATA/houses/photos" "$DATA/rooms-web" --out "$RUN" --quiet

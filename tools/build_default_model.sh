@@ -24,13 +24,8 @@
 # everything after it (int8, scores, heads, rehearsal set, also) is made again (about 20 minutes):
 # how the 2026-12-02 bundle got its 7-bit weights (quantize.py, REDUCE_RANGE).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/tools/setup.sh"
-cd "$ROOT"
-DATA="${SHARED_DATA:-$ROOT/../shared/data}"
+source "$(dirname "${BASH_SOURCE[0]}")/build_env.sh"
 RUN="${1:-runs/default-rooms}"
-SOURCES=("$DATA/rooms-web" "$DATA/rooms-places/train" "$DATA/houses/photos.csv" "$DATA/exteriors-spb"
-         "data/labels/places-extra.csv")
 
 MULTITASK_OPTIONS=()
 if [ "${MULTITASK:-0}" = 1 ]; then

@@ -12,10 +12,7 @@
 # makes a new one with that network, DROP_MODEL=first with a first network trained on every photo
 # (how the first build made it).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/tools/setup.sh"
-cd "$ROOT"
-DATA="${SHARED_DATA:-$ROOT/../shared/data}"
+source "$(dirname "${BASH_SOURCE[0]}")/build_env.sh"
 RUN="${1:-runs/watermark}"
 CLEAN=("$DATA/rooms-places/train" "$DATA/rooms-places/extra" "$DATA/rooms-web/train" "$DATA/exteriors-spb")
 DROP_MODEL="${DROP_MODEL:-}"

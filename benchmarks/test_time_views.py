@@ -4,17 +4,19 @@ room-type accuracy? Measured before offering either as an opt-in slower mode.
     python benchmarks/test_time_views.py --models rooms,runs/scene-kd/rooms.estatelens   # -> benchmarks/results/test_time_views.md
 
 Each network (the int8 graph `tag` runs, through `ModelBundle.run_outputs`) sees four views of
-every photo: the centre square `tag` reads, the same mirrored, the whole photo squeezed to a square
-(the same as the centre on square photos), and the centre zoomed in (crop fraction 0.875, ImageNet's).
+every photo, each decoded as `tag` decodes: the centre square `tag` reads, the same mirrored,
+the whole photo squeezed to a square (the same as the centre on square photos), and the centre
+zoomed in (crop fraction 0.875, ImageNet's).
 Probabilities are averaged over views, then over networks. Sets: rooms-web/test, rooms-places/val
 and their portal-style copies (perception.py's), and with --with-val first the default build's
-validation split, the only set a choice may be made on. Each view costs a full network pass:
-k views or k networks run at 1/k of `tag`'s speed.
+validation split, the only set a choice may be made on. Each view costs a full network pass, so
+k views or k networks cost about k times `tag`'s network time (not timed here).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +29,7 @@ from tagging_speed import ROOT, machine, write_report
 
 from estatelens.bundle import load_bundle
 from estatelens.data.images import PhotoError, read_photo
-from estatelens.data.preprocess import Preprocessing, eval_array, normalise
+from estatelens.data.preprocess import Preprocessing, decode_side, eval_array, normalise
 
 VIEWS = {"centre": "the centre square (what `tag` reads)", "mirrored": "the centre, mirrored",
          "squeezed": "the whole photo squeezed to a square", "zoomed": "the centre at crop fraction 0.875"}
@@ -36,24 +38,35 @@ VIEW_SETS = [("centre",), ("mirrored",), ("squeezed",), ("zoomed",), ("centre", 
 
 
 def views(path: str, pre: Preprocessing) -> dict[str, np.ndarray] | None:
+    """The four views of one photo, each decoded as `tag` would decode for it (None: unreadable)."""
+    zoom = Preprocessing(pre.size, pre.mean, pre.std, 0.875)
     try:
-        im, _ = read_photo(path, 2 * pre.size)
+        im, _ = read_photo(path, decode_side(pre))
+        im_zoom, _ = read_photo(path, decode_side(zoom))
     except PhotoError:
         return None
     centre = eval_array(im, pre)
     return {"centre": centre, "mirrored": np.ascontiguousarray(centre[:, :, ::-1]),
             "squeezed": normalise(np.asarray(im.resize((pre.size, pre.size), Image.BILINEAR)), pre),
-            "zoomed": eval_array(im, Preprocessing(pre.size, pre.mean, pre.std, 0.875))}
+            "zoomed": eval_array(im_zoom, zoom)}
 
 
-def view_probabilities(bundle, paths: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """({view: (N, C) probabilities}, ok (N,) bool): rows of photos that cannot be read are NaN."""
+def decoded_views(pre: Preprocessing, paths: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({view: (n_ok, 3, S, S) inputs}, ok (N,) bool)."""
     with ThreadPoolExecutor(2) as pool:
-        got = list(pool.map(lambda p: views(p, bundle.preprocessing), paths))
+        got = list(pool.map(lambda p: views(p, pre), paths))
     ok = np.array([g is not None for g in got])
+    if not ok.any():
+        raise SystemExit(f"none of the {len(paths)} photos could be read")
+    return {v: np.stack([g[v] for g in got if g is not None]) for v in VIEWS}, ok
+
+
+def view_probabilities(bundle, paths: list[str], decoded=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({view: (N, C) probabilities}, ok (N,) bool): rows of photos that cannot be read are NaN.
+    `decoded`: `decoded_views`' result for the bundle's preprocessing, when already made."""
+    inputs, ok = decoded or decoded_views(bundle.preprocessing, paths)
     out = {}
-    for v in VIEWS:
-        x = np.stack([g[v] for g in got if g is not None])
+    for v, x in inputs.items():
         probs = np.full((len(paths), len(bundle.classes)), np.nan, dtype=np.float32)
         probs[ok] = np.concatenate([bundle.run_outputs(x[i:i + 32])[0] for i in range(0, len(x), 32)])
         out[v] = probs
@@ -83,9 +96,11 @@ def main() -> None:
                 variants.append((f"{set_name}, portal-style",
                                  degraded_copies(samples, Path(tmp) / set_name.replace("/", "-"))))
             for label, paths in variants:
-                probs, ok = {}, np.ones(len(paths), dtype=bool)
-                for n, b in zip(names, bundles):
-                    probs[n], good = view_probabilities(b, paths)
+                probs, ok, decoded = {}, np.ones(len(paths), dtype=bool), {}
+                for n, b in zip(names, bundles):  # each preprocessing's views decoded once
+                    key = json.dumps(b.preprocessing.to_dict())
+                    decoded[key] = decoded.get(key) or decoded_views(b.preprocessing, paths)
+                    probs[n], good = view_probabilities(b, paths, decoded[key])
                     ok &= good
                 rows = {}
                 for n in names:

@@ -140,7 +140,7 @@ def main() -> None:
             s = np.r_[inside[kind], out[kind]]
             threshold = np.quantile(inside[kind], 0.95)
             results[name][kind] = {"auc": float(roc_auc_score(y, s)), "fpr95": float(np.mean(out[kind] <= threshold)),
-                                   "n": int(len(out[kind]))}
+                                   "n": int(len(out[kind])), "lowest": float(out[kind].min())}
     shipped = bundle.info.get("ood", {}).get("threshold")
     flagged = None
     if shipped is not None:
@@ -160,6 +160,9 @@ def main() -> None:
                   "the share that `estatelens tag` calls `uncertain` for being unusual:", "",
                   "| photos | called uncertain |", "|---|---:|"]
         lines += [f"| {name} | {100 * v:.1f} % |" for name, v in flagged.items()]
+        lines += ["", "The margin: the lowest `unusual` score of each set against that threshold: "
+                  + "; ".join(f"{name} {r['knn']['lowest']:.3f}" for name, r in outside_results(results).items())
+                  + f" (the highest of the held-apart room photos: {float(inside['knn'].max()):.3f})."]
     write_report(args.out, lines, results)
 
 

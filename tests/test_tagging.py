@@ -111,6 +111,40 @@ def test_xlsx_json_jsonl_parquet_hold_the_same_rows(tmp_path, stripes_oracle):
     assert [r["probability"] for r in table] == [r["probability"] for r in json_rows]
 
 
+@pytest.mark.skipif(not has_shared_data(), reason="needs ../shared/data")
+def test_parquet_holds_every_column_of_the_shipped_model_with_checks(tmp_path):
+    """The bundled model's rows carry numbers the stripes oracle's do not (the unusual score, the
+    checks' measures, the crop rectangle): Parquet types each column by its values, as the JSON
+    Lines output holds them."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("102_bedroom.jpg", "102_kitchen.jpg", "102_frontal.jpg", "102_bathroom.jpg"):
+        (photos / name).write_bytes((SHARED_DATA / "houses" / "photos" / name).read_bytes())
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    bundle = load_bundle("rooms")
+    rows = {}
+    for ext in (".parquet", ".jsonl"):
+        out = tmp_path / f"tags{ext}"
+        run_tagging(bundle, TagJob([str(photos)], str(out), workers=1, progress=False, checks=True, crops="crops"))
+        rows[ext] = (pq.read_table(out).to_pylist() if ext == ".parquet"
+                     else [json.loads(line) for line in out.read_text().splitlines()])
+    assert len(rows[".parquet"]) == 5
+    table = pq.read_table(tmp_path / "tags.parquet")
+    for a, b in zip(rows[".parquet"], rows[".jsonl"]):
+        assert a.keys() == b.keys()
+        for c, v in b.items():
+            if isinstance(v, float):
+                assert a[c] == pytest.approx(v), c
+                assert str(table.schema.field(c).type) == "double", c
+            elif v is not None and not isinstance(v, (str, bool, int)):
+                assert a[c] == json.dumps(v), c
+            else:
+                assert a[c] == v, c
+    ok = [r for r in rows[".parquet"] if r["status"] == "ok"]
+    assert len(ok) == 4 and all(isinstance(r["unusual"], float) and isinstance(r["width"], int) for r in ok)
+
+
 def test_unknown_output_format_fails_before_any_work(tmp_path, stripes_oracle, capsys):
     assert main(["tag", str(tmp_path), "--model", str(stripes_oracle), "--out", str(tmp_path / "t.docx")]) == 2
     assert "unknown output format" in capsys.readouterr().err

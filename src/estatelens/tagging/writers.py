@@ -133,24 +133,54 @@ def _finish_sheet(ws, columns, n_rows: int) -> None:
     ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{n_rows + 1}"
 
 
-def _parquet_type(pa, column: str):
-    if "probability" in column:
-        return pa.float64()
-    if column in ("width", "height"):
-        return pa.int64()
-    return pa.string()
+def _parquet_schema(pa, chunk: list[dict], columns):
+    """Each column typed by its values in the first chunk of rows: bool, int64 where every value
+    is an int, float64 where they are numbers, else string (also a column with no value there)."""
+    fields = []
+    for c in columns:
+        values = [r[c] for r in chunk if r.get(c) is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            t = pa.bool_()
+        elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            t = pa.int64()
+        elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            t = pa.float64()
+        else:
+            t = pa.string()
+        fields.append((c, t))
+    return pa.schema(fields)
+
+
+def _parquet_value(pa, value, t, column: str):
+    """`value` as column type `t` (later chunks may hold a type the first did not)."""
+    if value is None:
+        return None
+    if t == pa.string():
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if t == pa.float64() and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if t == pa.int64() and isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    if t == pa.bool_() and isinstance(value, bool):
+        return value
+    raise ValueError(f"column {column!r}: value {value!r} does not fit its Parquet type {t} "
+                     f"(taken from the first rows); write .csv or .jsonl instead")
 
 
 def _write_parquet(path: Path, rows, columns) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([(c, _parquet_type(pa, c)) for c in columns])
     rows, n = iter(rows), 0
+    chunk = list(islice(rows, 50_000))
+    schema = _parquet_schema(pa, chunk, columns)
     with pq.ParquetWriter(path, schema) as writer:
-        while chunk := list(islice(rows, 50_000)):
-            writer.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in chunk], schema=schema))
+        while chunk:
+            writer.write_table(pa.Table.from_pylist(
+                [{c: _parquet_value(pa, r.get(c), t, c) for c, t in zip(columns, schema.types)} for r in chunk],
+                schema=schema))
             n += len(chunk)
+            chunk = list(islice(rows, 50_000))
         if n == 0:
             writer.write_table(schema.empty_table())
     return n

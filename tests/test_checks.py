@@ -138,6 +138,26 @@ def test_a_real_listing_photo_and_its_degraded_copies():
     assert abs(measure(turned(im, -6), size).tilt_degrees - 6) < 1.5
 
 
+
+@pytest.mark.skipif(not has_shared_data(), reason="../shared/data is not here")
+def test_quality_does_not_depend_on_the_watermark_check_being_asked_for():
+    """`--watermarks` makes the tagger decode at the watermark network's larger reading size; the
+    quality measures, taken at 256 px, must come out as with `--checks` alone (they once read
+    twice the sharpness there and turned a pass into a fail)."""
+    plain, with_marks = make_checker(True), make_checker(True, watermarks=True)
+    assert with_marks.min_side > plain.min_side
+    photos = SHARED_DATA / "houses" / "photos"
+    for name in ("120_bathroom.jpg", "108_bathroom.jpg", "102_kitchen.jpg", "102_frontal.jpg", "105_bedroom.jpg"):
+        small, size = read_photo(photos / name, plain.min_side)
+        large, _ = read_photo(photos / name, with_marks.min_side)
+        a, b = plain(small, size), with_marks(large, size)
+        assert (a["quality"], a["quality_reasons"]) == (b["quality"], b["quality_reasons"]), name
+        assert b["sharpness"] == pytest.approx(a["sharpness"], rel=0.05), name
+        assert abs(a["colour_cast"] - b["colour_cast"]) < 2 and abs(a["exposure"] - b["exposure"]) < 0.05, name
+        # a PNG is decoded whole however small it is asked for: the same measures again
+        png = Image.open(photos / name).convert("RGB")
+        assert plain(png, size)["sharpness"] == pytest.approx(a["sharpness"], rel=0.1), name
+
 # --- faces --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..watermarks.detector import WATERMARK_COLUMNS, WatermarkDetector
-from .quality import QUALITY_COLUMNS, WORK_SIDE, Thresholds, _cv2, measure_array, work_image
+from .quality import QUALITY_COLUMNS, WORK_SIDE, Thresholds, _cv2, measure_array, measure_image, work_image
 
 FACE_COLUMNS = ["faces", "face_boxes"]
 HASHES = "_hashes"  # a row's key for its pHashes (hex), kept in the journal, not in the output
@@ -76,7 +76,7 @@ class PhotoChecker:
         from .faces import format_boxes
 
         try:
-            rgb = work_image(im)
+            rgb = measure_image(im)
             out = measure_array(rgb, size, self.thresholds).columns()
             if self._watermarks is not None:
                 out.update(self._watermarks.columns(self._watermarks.reading_image(im)))

@@ -109,6 +109,19 @@ def work_image(im: Image.Image, side: int = WORK_SIDE, enlarge: bool = False) ->
     return _cv2().resize(a, (max(1, round(w * s)), max(1, round(h * s))), interpolation=_cv2().INTER_LINEAR)
 
 
+def measure_image(im: Image.Image) -> np.ndarray:
+    """The photo at the working size the measures are taken at. A photo decoded at twice that or
+    more (`tag --watermarks` decodes at the watermark network's larger reading size; photos other
+    than JPEG are never draft-decoded) is first box-reduced by the factor JPEG draft decoding
+    would have used for a plain `--checks` run (2, 4 or 8: the largest that keeps the short side
+    at least 256), so that the measures do not depend on the size it was decoded at (before: one
+    photo's sharpness 165 with --checks, 311 with --watermarks)."""
+    k = 1
+    while k < 8 and min(im.size) // (2 * k) >= WORK_SIDE:
+        k *= 2
+    return work_image(im.reduce(k) if k > 1 else im)
+
+
 def sharpness(grey: np.ndarray) -> float:
     cv2 = _cv2()
     lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
@@ -165,8 +178,7 @@ def colour_cast(rgb: np.ndarray) -> float:
 def measure(im: Image.Image, size: tuple[int, int] | None = None, thresholds: Thresholds = Thresholds()) -> Quality:
     """Every quality measure of a decoded photo and the reasons it fails. `size`: the photo's
     full (width, height) where `im` was decoded smaller (draft mode)."""
-    rgb = work_image(im)
-    return measure_array(rgb, size or im.size, thresholds)
+    return measure_array(measure_image(im), size or im.size, thresholds)
 
 
 def trim_borders(grey: np.ndarray, flat: float = 3.0) -> tuple[slice, slice]:

@@ -20,6 +20,18 @@ def test_help_explains_every_command(capsys):
         assert "usage: estatelens " + command in capsys.readouterr().out
 
 
+
+@pytest.mark.parametrize("argv", [["tag", "photos", "--batch-size", "0"], ["tag", "photos", "--workers", "-3"],
+                                  ["search", "kitchen", "--per-page", "0"], ["train", "data", "--epochs", "0"],
+                                  ["tag", "photos", "--batch-size", "many"]])
+def test_counts_below_one_are_refused_before_any_work(argv, capsys):
+    """A batch size of 0 once tagged nothing and reported that every photo passed."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert argv[2] in err and ("must be 1 or more" in err or "whole number" in err)
+
 def test_python_dash_m_runs():
     out = subprocess.run([sys.executable, "-m", "estatelens", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("estatelens ")

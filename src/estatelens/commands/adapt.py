@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     a.add_argument("--rehearse", nargs="+", default=[], metavar="DATA", help=(
         "photos of the bundle's own classes (class folders or CSV) to rehearse on, for a bundle that "
         "carries no rehearsal.npz (the bundled rooms model carries one); their test split is left out"))
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=int, default=0, help="seed of the held-apart split, the augmented views and the rehearsal photos chosen (default 0)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=run)
 

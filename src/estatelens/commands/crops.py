@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import positive_int
+
 
 
 def add_parsers(sub) -> None:
@@ -27,7 +29,7 @@ def add_parsers(sub) -> None:
     tc.add_argument("--patch-backbone", help="patch backbone (default: the thumbnail's)")
     tc.add_argument("--weights", help="ImageNet weights file for --backbone (torchvision models)")
     tc.add_argument("--patch-weights", help="ImageNet weights file for --patch-backbone")
-    tc.add_argument("--size", type=int, default=192, help="the sample's side in pixels (default 192)")
+    tc.add_argument("--size", type=positive_int, default=192, help="the sample's side in pixels (default 192)")
     tc.add_argument("--patch", type=int, default=40, help="patch side (default 40, in cells of size/4)")
     tc.add_argument("--factor-range", default="0.5,0.9", metavar="LOW,HIGH",
                     help="crop factor range, as a fraction of the side (default 0.5,0.9)")
@@ -36,14 +38,14 @@ def add_parsers(sub) -> None:
     tc.add_argument("--blur", type=float, default=1.0, help=(
         "blur every sample (both classes) by a Gaussian of radius drawn from 0 to this many pixels "
         "(default 1.0), so that sharpness, which a synthetic crop of a small photo loses, tells little; 0: none"))
-    tc.add_argument("--variants", type=int, default=8, help="samples per training photo, half cropped (default 8)")
-    tc.add_argument("--eval-variants", type=int, default=2, help="samples per validation / test photo (default 2)")
-    tc.add_argument("--epochs", type=int, default=30)
+    tc.add_argument("--variants", type=positive_int, default=8, help="samples per training photo, half cropped (default 8)")
+    tc.add_argument("--eval-variants", type=positive_int, default=2, help="samples per validation / test photo (default 2)")
+    tc.add_argument("--epochs", type=positive_int, default=30)
     tc.add_argument("--lr", type=float, default=5e-4)
-    tc.add_argument("--batch-size", type=int, default=256)
+    tc.add_argument("--batch-size", type=positive_int, default=256)
     tc.add_argument("--seed", type=int, default=0)
-    tc.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads (default: all cores)")
-    tc.add_argument("--workers", type=int, default=2, help="sample-making threads")
+    tc.add_argument("--threads", type=positive_int, help="PyTorch / ONNX Runtime threads (default: all cores)")
+    tc.add_argument("--workers", type=positive_int, default=2, help="sample-making threads")
     tc.add_argument("--cache-dir", help="where backbone features are cached (default ~/.cache/estatelens/crop-cache)")
     tc.add_argument("--quiet", action="store_true", help="no progress bars")
     tc.set_defaults(func=cmd_train_crops)

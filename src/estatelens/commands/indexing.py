@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import DEFAULT_MODEL
+from . import DEFAULT_MODEL, positive_int
 from .tagging import _add_tagger_options, add_check_options, min_size_of
 
 
@@ -57,8 +57,8 @@ def add_parsers(sub) -> None:
     se.add_argument("--db", required=True, help="SQLite file or database URL")
     se.add_argument("--listings", dest="level", action="store_const", const="listing",
                     help="return listings, not photos")
-    se.add_argument("--page", type=int, default=1)
-    se.add_argument("--per-page", type=int, default=20)
+    se.add_argument("--page", type=positive_int, default=1, help="which page of the results (default 1)")
+    se.add_argument("--per-page", type=positive_int, default=20, help="results per page (default 20)")
     se.add_argument("--json", action="store_true", help="print the whole answer as JSON (as the API gives it)")
     se.set_defaults(func=cmd_search)
 
@@ -90,9 +90,9 @@ def add_parsers(sub) -> None:
     sv.add_argument("--public", action="store_true", help=(
         "serve other machines without a read token: anyone who reaches the port can search and see "
         "every photo and listing of the index"))
-    sv.add_argument("--uploads-per-minute", type=int, default=30, help="uploads one client may make a minute (default 30)")
+    sv.add_argument("--uploads-per-minute", type=positive_int, default=30, help="uploads one client may make a minute (default 30)")
     sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    sv.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    sv.add_argument("--threads", type=positive_int, help="ONNX Runtime threads (default: all cores)")
     sv.set_defaults(func=cmd_serve)
 
     xl = sub.add_parser("export-labels", help="write the corrections people made as training data", description=(

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import DEFAULT_MODEL
+from . import DEFAULT_MODEL, positive_int
 
 
 def add_parsers(sub) -> None:
@@ -63,13 +63,13 @@ def add_parsers(sub) -> None:
     ray.add_argument("--engine", choices=("local", "ray"), default="local", help=(
         "local (default): this machine; ray: a Ray cluster"))
     ray.add_argument("--address", help="a running cluster (ray://host:10001 or host:6379); default: a local Ray instance")
-    ray.add_argument("--actors", type=int, help="network actors (default: the cluster's CPUs / (threads + 1))")
-    ray.add_argument("--max-in-flight", type=int, default=2, metavar="N", help=(
+    ray.add_argument("--actors", type=positive_int, help="network actors (default: the cluster's CPUs / (threads + 1))")
+    ray.add_argument("--max-in-flight", type=positive_int, default=2, metavar="N", help=(
         "batches queued per actor (default 2): with --batch-size, what bounds a worker's memory"))
     ray.add_argument("--hash", action="store_true", help=(
         "fingerprint photos by a SHA-256 of their bytes instead of size and modification time"))
     ray.add_argument("--object-store-mb", type=int, help="object store size of a local Ray instance (default: Ray's)")
-    ray.add_argument("--rows-per-file", type=int, default=256, metavar="N", help=(
+    ray.add_argument("--rows-per-file", type=positive_int, default=256, metavar="N", help=(
         "photos per Parquet file (default 256): what a killed job can lose and retag"))
     g.set_defaults(func=cmd_tag)
 
@@ -94,7 +94,7 @@ def add_parsers(sub) -> None:
         "trained ImageNet CNN says about a photo, before any retraining."))
     pr.add_argument("photos", nargs="+")
     pr.add_argument("--model", default="imagenet-lite0")
-    pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--top", type=positive_int, default=5)
     pr.set_defaults(func=cmd_predict)
 
 
@@ -135,11 +135,11 @@ def _add_tagger_options(p: argparse.ArgumentParser) -> None:
         f"bundle folder or bundled model name (default {DEFAULT_MODEL}); rooms-attributes: the same room types, "
         "fireplace and balcony from a second network tail (fireplace average precision 0.89 against 0.64; "
         "about 17 %% slower)"))
-    p.add_argument("--batch-size", type=int, default=16, help=(
+    p.add_argument("--batch-size", type=positive_int, default=16, help=(
         "photos per network run (default 16: on 2 cores smaller batches keep activations in cache "
         "and ran faster than 32 or 64)"))
-    p.add_argument("--workers", type=int, default=2, help="photo decoding threads")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=2, help="photo decoding threads (default 2)")
+    p.add_argument("--threads", type=positive_int, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

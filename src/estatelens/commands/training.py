@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import DEFAULT_MODEL
+from . import DEFAULT_MODEL, positive_int
 
 
 def add_parsers(sub) -> None:
@@ -25,8 +25,8 @@ def add_parsers(sub) -> None:
         "network learns (by default from block -6 on, on cached outputs of the frozen early blocks); "
         "scratch: random initialisation"))
     t.add_argument("--out", default=None, help="output folder (default runs/<data>-<model>-<mode>)")
-    t.add_argument("--epochs", type=int, help="maximum epochs (default per mode: 30 / 12 / 40)")
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=positive_int, help="maximum epochs (default per mode: 30 / 12 / 40)")
+    t.add_argument("--batch-size", type=positive_int, default=32)
     t.add_argument("--lr", type=float, help="head learning rate (backbone gets lr x --backbone-lr-scale)")
     t.add_argument("--backbone-lr-scale", type=float, default=0.3)
     t.add_argument("--weight-decay", type=float, default=0.05)
@@ -36,7 +36,7 @@ def add_parsers(sub) -> None:
         "frequency, or its inverse (default none)"))
     t.add_argument("--warmup-epochs", type=float, default=1.0)
     t.add_argument("--schedule", choices=["cosine", "exponential"], default="cosine")
-    t.add_argument("--patience", type=int, help="early stopping after this many epochs without a better val accuracy")
+    t.add_argument("--patience", type=positive_int, help="early stopping after this many epochs without a better val accuracy")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--image-size", type=int, help="input size (default: the model's own)")
     t.add_argument("--train-from-block", type=int, help=(
@@ -47,7 +47,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--init", metavar="BUNDLE", help=(
         "start from this bundle's weights (train a model further); with other classes only its "
         "backbone is used"))
-    t.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads (default: all cores)")
+    t.add_argument("--threads", type=positive_int, help="PyTorch / ONNX Runtime threads (default: all cores)")
     bf = t.add_mutually_exclusive_group()
     bf.add_argument("--bf16", dest="bf16", action="store_const", const=True, default=None, help=(
         "bfloat16 autocast for the trainable part (default: where the CPU computes in bfloat16 natively, "
@@ -106,7 +106,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--modes", default="features,finetune,scratch",
                    help="comma-separated training modes, run in this order (default: %(default)s)")
     c.add_argument("--out", required=True, help="output folder of the comparison")
-    c.add_argument("--epochs", type=int, help=(
+    c.add_argument("--epochs", type=positive_int, help=(
         "maximum epochs of every run (default per mode: features 30, finetune 12, scratch 40)"))
     c.add_argument("--max-minutes", type=float, default=10.0, help=(
         "time budget of each run's training loop, in minutes, over all its attempts (default %(default)s; "
@@ -114,7 +114,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--lr", type=float, help=(
         "head learning rate of every run (default per mode: features 2e-3, finetune 1e-3, scratch 3e-3)"))
     c.add_argument("--image-size", type=int, help="input size of every model (default: each model's own)")
-    c.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    c.add_argument("--batch-size", type=positive_int, default=32, help="training batch size (default 32)")
     c.add_argument("--seed", type=int, default=0, help="training seed, the same for every run")
     c.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH", help=(
         "local ImageNet weights file for MODEL's pretrained modes (repeatable); by default the "
@@ -122,8 +122,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--train-eval-per-class", type=int, default=200, metavar="N", help=(
         "per-class train accuracy is measured on at most N training photos per class, seeded "
         "(0: all; default %(default)s)"))
-    c.add_argument("--threads", type=int, help="PyTorch threads for training (default: all cores)")
-    c.add_argument("--speed-threads", type=int, default=2, help="ONNX Runtime threads for the speed column (default 2)")
+    c.add_argument("--threads", type=positive_int, help="PyTorch threads for training (default: all cores)")
+    c.add_argument("--speed-threads", type=positive_int, default=2, help="ONNX Runtime threads for the speed column (default 2)")
     c.add_argument("--speed-seconds", type=float, default=3.0, help="how long each speed measurement runs (default 3)")
     c.add_argument("--cache-dir", help="where frozen-prefix outputs are cached (default ~/.cache/estatelens)")
     _add_data_options(c)
@@ -150,7 +150,7 @@ def add_parsers(sub) -> None:
     q.add_argument("model", help="bundle folder or bundled model name")
     q.add_argument("--calibration", nargs="+", required=True, metavar="DATA",
                    help="labelled photos (either layout of `train`); their train split is used")
-    q.add_argument("--photos", type=int, default=320, help="calibration photos, spread over the classes")
+    q.add_argument("--photos", type=positive_int, default=320, help="calibration photos, spread over the classes")
     q.add_argument("--out", required=True, help="output bundle folder (NAME.estatelens)")
     q.add_argument("--weights", choices=["fp16", "keep", "none"], default="fp16",
                    help="what to do with weights.pt: half precision (default), keep, or leave out")
@@ -258,7 +258,7 @@ def _attribute_sources(items: list[str]) -> dict[str, list[str]] | None:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="photo decoding processes (default 2)")
-    p.add_argument("--max-per-class", type=int, help="use at most N photos per class and split (a quick slice)")
+    p.add_argument("--max-per-class", type=positive_int, help="use at most N photos per class and split (a quick slice)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the 80/10/10 split where DATA gives none")
     p.add_argument("--merge-val", action="store_true", help=(
         "train on DATA's train and val splits together, carving validation photos for early stopping "

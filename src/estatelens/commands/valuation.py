@@ -6,7 +6,7 @@ import math
 import sys
 from pathlib import Path
 
-from . import DEFAULT_MODEL
+from . import DEFAULT_MODEL, positive_int
 
 EXAMPLES = """examples:
   estatelens value fit houses.csv --photos photos.csv --out houses.value
@@ -54,7 +54,7 @@ def add_parsers(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_options(r)
     r.add_argument("--out", required=True, help="folder for the report")
-    r.add_argument("--seeds", type=int, default=5, help="repetitions of the cross-validation (default 5)")
+    r.add_argument("--seeds", type=positive_int, default=5, help="repetitions of the cross-validation (default 5)")
     r.set_defaults(func=cmd_report)
     v.set_defaults(func=lambda args: (v.print_help(), 2)[1])
 

@@ -291,6 +291,24 @@ def test_a_text_file_lists_the_photos(tmp_path, stripes_oracle):
     assert [r["status"] for r in rows] == ["ok", "ok", "file not found"]
 
 
+
+def test_a_photo_named_twice_is_tagged_once(tmp_path, stripes_oracle, monkeypatch):
+    """Named itself, through another spelling of its path, in a list, and inside a folder also named:
+    one row, one copy in the sorted folders (it was three rows and name-2, name-3 copies)."""
+    photos = tmp_path / "photos"
+    expected = make_photo_folder(photos)
+    one = photos / "horizontal_0.jpg"
+    listing = tmp_path / "list.txt"
+    listing.write_text("photos/horizontal_0.jpg\nphotos/sub/../horizontal_0.jpg\nphotos/missing.jpg\nphotos/missing.jpg\n")
+    out, sorted_dir = tmp_path / "tags.csv", tmp_path / "sorted"
+    monkeypatch.chdir(tmp_path)
+    assert main(["tag", str(one), "photos", "./photos/horizontal_0.jpg", str(listing), str(photos / "sub"),
+                 "--model", str(stripes_oracle), "--out", str(out), "--quiet", "--sort-into", str(sorted_dir)]) == 0
+    rows = read_csv_rows(out)
+    names = sorted(Path(r["path"]).name for r in rows)
+    assert names == sorted([*(Path(k).name for k in expected), "missing.jpg"])
+    assert len(list(sorted_dir.rglob("horizontal_0*.jpg"))) == 1
+
 def test_fast_preprocessing_matches_the_torchvision_preset(tmp_path):
     for size, crop in ((64, 1.0), (56, 0.875)):
         pre = Preprocessing(size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop)

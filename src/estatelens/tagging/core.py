@@ -88,13 +88,24 @@ def iter_input_paths(inputs: Iterable[str | os.PathLike], exclude: Iterable[str 
     real folder once); a `.txt` / `.lst` file is a list of paths, one per line (relative ones
     resolved against the list's folder, folders walked, blank lines and lines starting with #
     ignored); anything else is taken as a photo path, so a missing file becomes a row that says
-    so. Files and folders in `exclude` (the output, the sort-into folder) are left out."""
+    so. Files and folders in `exclude` (the output, the sort-into folder) are left out. A file is
+    given once, however often it is named (itself, in a folder also named, in a list)."""
     skip = {os.path.abspath(p) for p in exclude}
     seen_dirs: set[str] = set()
+    named: set[str] = set()  # the files named one by one (their real folder / name), each once
+
+    def once(path: str) -> bool:
+        key = _file_key(path)
+        folder, name = os.path.split(key)
+        if key in named or (folder in seen_dirs and not name.startswith(".") and os.path.lexists(key)):  # walked
+            return False
+        named.add(key)
+        return True
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            yield from _walk(str(p), skip, seen_dirs)
+            yield from _walk(str(p), skip, seen_dirs, named)
         elif p.suffix.lower() in PATH_LIST_SUFFIXES and p.is_file():
             try:
                 with open(p, encoding="utf-8-sig") as f:
@@ -105,14 +116,20 @@ def iter_input_paths(inputs: Iterable[str | os.PathLike], exclude: Iterable[str 
                 if line and not line.startswith("#"):
                     q = Path(line) if Path(line).is_absolute() else p.parent / line
                     if q.is_dir():
-                        yield from _walk(str(q), skip, seen_dirs)
-                    else:
+                        yield from _walk(str(q), skip, seen_dirs, named)
+                    elif once(str(q)):
                         yield str(q)
-        else:
+        elif once(str(p)):
             yield str(p)
 
 
-def _walk(top: str, skip: set[str], seen_dirs: set[str]) -> Iterator[str]:
+def _file_key(path: str) -> str:
+    """A file's real folder and its own name (a linked file stays itself: its folder is resolved)."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def _walk(top: str, skip: set[str], seen_dirs: set[str], named: set[str]) -> Iterator[str]:
     for root, dirs, files in os.walk(top, followlinks=True):
         real = os.path.realpath(root)
         if real in seen_dirs:  # a link back up the tree, or a folder reached twice
@@ -123,7 +140,7 @@ def _walk(top: str, skip: set[str], seen_dirs: set[str]) -> Iterator[str]:
                          and os.path.abspath(os.path.join(root, d)) not in skip)
         for name in sorted(files):
             full = os.path.join(root, name)
-            if not name.startswith(".") and os.path.abspath(full) not in skip:
+            if not name.startswith(".") and os.path.abspath(full) not in skip and os.path.join(real, name) not in named:
                 yield full
 
 

@@ -75,6 +75,13 @@ def test_cli_groups_planted_copies_across_listings_and_skips_a_bad_file(tmp_path
     assert sorted(groups.values(), key=sorted) == sorted(want, key=sorted)
     across = {r["path"].split("/photos/")[1]: r["across_listings"] == "True" for r in rows}
     assert across["L1/copy-of-a.jpg"] and not across["L1/mirror-of-b.jpg"] and across["L0/small-c.jpg"]
+    # the same groups as a real spreadsheet (it was CSV text in a file named .xlsx)
+    openpyxl = pytest.importorskip("openpyxl")
+    assert main(["duplicates", str(root), "--out", str(tmp_path / "groups.xlsx"), "--quiet"]) == 0
+    sheet = list(openpyxl.load_workbook(tmp_path / "groups.xlsx").active.values)
+    assert [dict(zip(sheet[0], v))["path"] for v in sheet[1:]] == [r["path"] for r in rows]
+    assert main(["duplicates", str(root), "--out", str(tmp_path / "groups.docx"), "--quiet"]) == 2
+    assert "unknown output format" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("popcount", [True, False], ids=["numpy-popcount", "byte-table"])

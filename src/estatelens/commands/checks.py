@@ -4,7 +4,6 @@ Each command's parser is declared here beside its handler; cli.py puts them toge
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -32,7 +31,8 @@ def add_parsers(sub) -> None:
         "copied listing), its closest match and how close. Unusable files are reported and skipped."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("paths", nargs="+", metavar="PATH")
-    d.add_argument("--out", default="duplicates.csv", help="CSV of the groups (default duplicates.csv)")
+    d.add_argument("--out", default="duplicates.csv", help=(
+        "the groups as .csv (default duplicates.csv), .xlsx, .json, .jsonl or .parquet, by its extension"))
     d.add_argument("--listings", metavar="CSV", help="path,listing_id (house_id is read as listing_id)")
     d.add_argument("--hash-bits", type=int,
                    help=f"most differing hash bits of a duplicate, of 64 (default {DEFAULT_HASH_BITS}"
@@ -54,7 +54,9 @@ def cmd_duplicates(args) -> int:
     from ..checks.embeddings import embed
     from ..data.images import is_image_name
     from ..index.build import photos_with_listing, read_listings
+    from ..tagging.writers import check_output_path, write_rows
 
+    out = check_output_path(args.out)  # an unknown format fails before any work
     if args.hash_bits is None:
         args.hash_bits = HASH_ONLY_BITS if args.hashes_only else DEFAULT_HASH_BITS
     for name in ("hash_bits", "confirm_bits"):
@@ -71,14 +73,7 @@ def cmd_duplicates(args) -> int:
     groups = group(photos, find_pairs(photos, args.hash_bits, args.confirm_bits,
                                       None if args.hashes_only else args.cosine, progress=not args.quiet))
     rows = groups.rows()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8-sig") as f:  # the BOM lets Excel read accented paths
-        w = csv.DictWriter(f, fieldnames=DUPLICATE_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(out)
+    write_rows(out, rows, DUPLICATE_COLUMNS)
     bad = [p for p in photos if p.status != "ok"]
     for p in bad[:20]:
         print(f"  skipped {p.path}: {p.status}", file=sys.stderr)

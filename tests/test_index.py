@@ -348,6 +348,10 @@ def test_cli_index_search_export(tmp_path, capsys):
     assert json.loads(captured.out)["interpreted"]["ignored"] == ["gott"]
     assert main(["search", "colour=red", "--db", str(dbf)]) == 2
     assert "no field 'colour'" in capsys.readouterr().err
+    for nothing in ("pool", "fireplace>", ">0.3"):  # once the whole index, as if every photo matched
+        assert main(["search", nothing, "--db", str(dbf)]) == 2
+        said = capsys.readouterr()
+        assert "nothing in the query was understood" in said.err and not said.out
     assert main(["search", "x", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no such index" in capsys.readouterr().err
     assert main(["export-labels", "--db", str(dbf), "--out", str(tmp_path / "l.csv")]) == 0

@@ -156,10 +156,16 @@ def cmd_search(args) -> int:
 
     result = search(connect(args.db, create=False), " ".join(args.query), level=args.level, page=args.page,
                     per_page=args.per_page)
+    q = result["interpreted"]
+    if q["ignored"] and not q["terms"] and not q["listing_filters"]:
+        # nothing left to filter on: the whole index would come back as if it matched
+        print(f"error: nothing in the query was understood ({', '.join(q['ignored'])}); it reads room types "
+              "(kitchen), attributes (fireplace, fireplace>0.3), checks (quality=fail, watermark=yes) and "
+              "listing facts: see `estatelens search --help`", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
-    q = result["interpreted"]
     said = [t["said"] or t["name"] for t in q["terms"]] + [f["said"] for f in q["listing_filters"]]
     print(f"{result['total']} {result['level']}s" + (f" for {', '.join(said)}" if said else "")
           + (f" (page {result['page']} of {result['pages']})" if result["pages"] > 1 else ""))

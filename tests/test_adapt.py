@@ -157,3 +157,32 @@ def test_a_room_head_fitted_on_another_network_is_refused(tmp_path, stripes_net)
     stripes("vertical", 64).save(tmp_path / "v.jpg")
     with pytest.raises(ValueError, match="fitted on another network"):
         load_bundle(copy).predict_files([str(tmp_path / "v.jpg")])
+
+
+def test_labels_are_matched_to_the_bundles_classes_and_typos_refused(tmp_path, stripes_net, capsys):
+    """`Kitchen ` from a hand-made CSV is the class kitchen; `bedrom` would have become a class of
+    its own that no photo is ever meant to get."""
+    from estatelens.commands.adapt import match_classes
+    from estatelens.data.dataset import Sample
+
+    rooms = ["bathroom", "bedroom", "dining_room", "entrance_hall", "exterior", "kitchen", "living_room"]
+    got = match_classes([Sample("a.jpg", "Kitchen"), Sample("b.jpg", "living room"), Sample("c.jpg", "garage")], rooms)
+    assert [s.label for s in got] == ["kitchen", "living_room", "garage"]  # garage: a new class, like no other
+    with pytest.raises(ValueError, match="'bedrom' .* did you mean 'bedroom'"):
+        match_classes([Sample("a.jpg", "bedrom")], rooms)
+    assert [s.label for s in match_classes([Sample("a.jpg", "bedrom")], rooms, new=["bedrom"])] == ["bedrom"]
+
+    folder = tmp_path / "market"
+    folder.mkdir()
+    rows = ["path,label"]
+    for i in range(4):
+        stripes("horizontal", 64, seed=i).save(folder / f"h{i}.jpg")
+        stripes("vertical", 64, seed=10 + i).save(folder / f"v{i}.jpg")
+        rows += [f"h{i}.jpg,Horizontal ", f"v{i}.jpg,verticle"]
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "typo.estatelens"
+    assert main(["adapt", str(folder / "labels.csv"), "--model", str(stripes_net), "--out", str(out), "--quiet"]) == 2
+    said = capsys.readouterr()
+    assert "label 'Horizontal' read as the class 'horizontal' (4 photos)" in said.out
+    assert "'verticle' (4 photos) is not a class of the model: did you mean 'vertical'?" in said.err
+    assert not out.exists()

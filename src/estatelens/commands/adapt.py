@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 EXAMPLES = """examples:
@@ -20,7 +24,9 @@ def add_parser(sub) -> None:
         "not cover are not forgotten. The network is unchanged, so attribute heads keep working and\n"
         "tagging speed stays the same. A part of LABELLED (--holdout) is kept apart and the old and\n"
         "the new bundle are scored on it; the report is printed and kept in the new bundle.json.\n"
-        "Classes that the bundle does not know yet are added. Takes seconds to minutes on 2 cores."),
+        "Classes that the bundle does not know yet are added; a label that differs from one of its classes\n"
+        "only in case, spaces or hyphens is read as that class, and one that looks like a misspelt class\n"
+        "(bedrom) is refused unless --new-class names it. Takes seconds to minutes on 2 cores."),
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("labelled", nargs="*", metavar="LABELLED", help="class folders or CSV path,label[,group]")
     a.add_argument("--model", default="rooms", help="the bundle to adapt (default rooms)")
@@ -37,6 +43,9 @@ def add_parser(sub) -> None:
     a.add_argument("--rehearse", nargs="+", default=[], metavar="DATA", help=(
         "photos of the bundle's own classes (class folders or CSV) to rehearse on, for a bundle that "
         "carries no rehearsal.npz (the bundled rooms model carries one); their test split is left out"))
+    a.add_argument("--new-class", action="append", default=[], metavar="NAME", help=(
+        "a label meant as a new class although it looks like a misspelling of one the bundle has "
+        "(repeat for several)"))
     a.add_argument("--seed", type=int, default=0, help="seed of the held-apart split, the augmented views and the rehearsal photos chosen (default 0)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=run)
@@ -58,6 +67,7 @@ def run(args) -> int:
             print(f"left out {s['path']}: {s['reason']}")
         labelled += c.samples
         root = root or (Path(source) if Path(source).is_dir() else Path(source).parent)
+    labelled = match_classes(labelled, bundle.classes, args.new_class)
     rehearsal = None
     if args.rehearse:
         samples = [s for src in args.rehearse for s in load_collection(src, progress=not args.quiet).samples
@@ -72,6 +82,37 @@ def run(args) -> int:
                           progress=not args.quiet)
     _print_report(report, args.out)
     return 0
+
+
+def _class_key(label: str) -> str:
+    return re.sub(r"[\s\-]+", "_", label.strip().lower())
+
+
+def match_classes(samples: list, classes: list[str], new: list[str] = ()) -> list:
+    """`samples` with each label read as the bundle's class where it differs only in case, spaces
+    or hyphens (`Kitchen`, `living room`); a label that is no class but close to one (`bedrom`)
+    raises, unless `new` names it: a typo would otherwise become a class of its own."""
+    by_key = {_class_key(c): c for c in classes}
+    renamed: Counter = Counter()
+    suspect: dict[str, list] = {}
+    out = []
+    for s in samples:
+        label = by_key.get(_class_key(s.label), s.label)
+        if label != s.label:
+            renamed[(s.label, label)] += 1
+            s = replace(s, label=label)
+        elif label not in classes and label not in new:
+            close = difflib.get_close_matches(_class_key(label), list(by_key), n=1, cutoff=0.75)
+            if close:
+                suspect.setdefault(label, [by_key[close[0]], 0])[1] += 1
+        out.append(s)
+    for (was, now), n in sorted(renamed.items()):
+        print(f"label {was!r} read as the class {now!r} ({n} photos)")
+    if suspect:
+        raise ValueError("; ".join(f"label {label!r} ({n} photos) is not a class of the model: did you mean {c!r}? "
+                                   f"Correct it in LABELLED, or give --new-class {label!r} to add it as a class"
+                                   for label, (c, n) in sorted(suspect.items())))
+    return out
 
 
 def _print_report(report: dict, out: str) -> None:

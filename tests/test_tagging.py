@@ -415,3 +415,13 @@ def test_a_journal_killed_before_its_first_line_does_not_block_reruns(tmp_path, 
     journal_path(out).write_text("")
     assert main(["tag", str(photos), "--model", str(stripes_oracle), "--out", str(out), "--quiet"]) == 0
     assert len(read_csv_rows(out)) == 18
+
+
+def test_a_folder_or_list_that_is_not_there_is_an_error_not_a_row(tmp_path, stripes_oracle, capsys):
+    """`tag nonexist` wrote a 'file not found' row and exited 0: a script could not tell a typo from
+    a bad photo. A missing photo named on its own is still a row (test_tag_crops_adds_the_columns)."""
+    out = tmp_path / "tags.csv"
+    for gone in ("photoz", "list-of-photos.txt"):
+        assert main(["tag", str(tmp_path / gone), "--model", str(stripes_oracle), "--out", str(out), "--quiet"]) == 2
+        assert f"{gone}: no such folder, list or photo" in capsys.readouterr().err
+        assert not out.exists()

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..attributes import AttributeHead
 from ..bundle import ModelBundle
+from ..data.images import is_image_name
 from .core import UNCERTAIN, TagRow, display_path, iter_input_paths, path_key, tag_photos
 from .writers import check_output_path, write_rows
 
@@ -118,6 +119,9 @@ def run_tagging(bundle: ModelBundle, job: TagJob, log: Callable[[str], None] = p
         raise ValueError(f"link must be 'hard' or 'symbolic', not {job.link!r}")
     if not 0.0 <= job.min_confidence <= 1.0:
         raise ValueError(f"min_confidence must be between 0 and 1, got {job.min_confidence}")
+    for item in job.inputs:  # a photo named and gone is a row saying so; a folder or list gone is a typo
+        if not os.path.lexists(item) and not is_image_name(str(item)):
+            raise FileNotFoundError(f"{item}: no such folder, list or photo")
     journal = journal_path(out)
     settings = job.settings(bundle)
     done = _read_journal(journal, settings, job.restart, log)

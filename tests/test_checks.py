@@ -297,7 +297,8 @@ def test_api_photo_checks_and_listing_publishability(checked_index, tmp_path):
     with TestClient(app) as client:
         assert client.get("/api/vocabulary").json()["checks"] is True
         l1, l2 = client.get("/api/listings/L1").json(), client.get("/api/listings/L2").json()
-        assert l1["checks"] == {"checked": 4, "quality_fail": 0, "with_watermark": 0, "with_faces": 0, "duplicates_within": 0,
+        assert l1["checks"] == {"checked": 4, "unusable": 0, "quality_fail": 0, "watermarks_checked": 0, "with_watermark": 0,
+                                "faces_checked": 4, "with_faces": 0, "duplicates_within": 0,
                                 "copied_from_other_listings": 1, "publishable": False}
         assert l2["checks"]["quality_fail"] == 2 and l2["checks"]["with_faces"] == 1
         face = next(p for p in l2["photos"] if p["path"].endswith("face.jpg"))
@@ -349,3 +350,18 @@ def test_an_upload_is_checked_like_the_index_it_joins(checked_index, tmp_path):
                                                            "image/jpeg")}, headers=auth).json()
         assert fresh["checks"]["quality"] == "fail" and fresh["checks"]["quality_reasons"][0].startswith("blurred")
         assert fresh["checks"]["duplicate_group"] is None
+
+
+def test_a_listing_with_a_file_that_is_no_photo_is_not_publishable(checked_index, capsys):
+    """A broken file in a listing was counted as one of its photos and the listing called
+    publishable; and the CLI said '0 with a watermark' of an index never checked for them."""
+    from estatelens.index.search import publishability
+
+    good = {"quality": "pass", "watermark": None, "faces": 0, "duplicates": [], "duplicate_listings": []}
+    photos = [{"status": "ok", "checks": good}, {"status": "empty file (0 bytes)", "checks": None}]
+    said = publishability(photos)
+    assert said["unusable"] == 1 and said["checked"] == 1 and not said["publishable"]
+    assert publishability(photos[:1])["publishable"]
+    assert main(["search", "listings", "--db", str(checked_index[0])]) == 0
+    out = capsys.readouterr().out
+    assert "watermarks not checked" in out and "with a watermark" not in out and "with faces" in out

@@ -149,6 +149,16 @@ def cmd_index(args) -> int:
 
 
 
+def _checks_said(c: dict) -> str:
+    """A listing's publishability counts in words, saying which checks were not run."""
+    parts = [f"{c['unusable']} unusable files"] if c["unusable"] else []
+    parts += [f"{c['quality_fail']} fail quality",
+              f"{c['with_watermark']} with a watermark" if c["watermarks_checked"] else "watermarks not checked",
+              f"{c['with_faces']} with faces" if c["faces_checked"] else "faces not checked",
+              f"{c['copied_from_other_listings']} copied from other listings"]
+    return ", ".join(parts)
+
+
 def cmd_search(args) -> int:
     import json
 
@@ -181,10 +191,7 @@ def cmd_search(args) -> int:
             facts = " ".join(f"{k}={v}" for k, v in r["facts"].items())
             hits = sum(1 for p in r["photos"] if p.get("matched"))
             c = r.get("checks")
-            verdict = "" if not c else ("  publishable" if c["publishable"] else
-                                        f"  not publishable: {c['quality_fail']} fail quality, {c['with_watermark']} with a "
-                                        f"watermark, {c['with_faces']} with faces, "
-                                        f"{c['copied_from_other_listings']} copied from other listings")
+            verdict = "" if not c else f"  {'publishable' if c['publishable'] else 'not publishable'}: " + _checks_said(c)
             print(f"{r['score']:.3f}  listing {r['id']}  {r['n_photos']} photos ({hits} matching)  {facts}{verdict}")
     if any(r.get("room_corrected") for r in result["results"]):
         print("(* corrected by a person)")

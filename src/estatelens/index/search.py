@@ -545,18 +545,24 @@ def _checks_record(r, group: list[dict]) -> dict | None:
 
 def publishability(photos: list[dict]) -> dict | None:
     """A listing's photos against a portal's checks: how many fail quality, carry a watermark, show
-    faces, or are copies of photos in other listings; None where none of its photos was checked."""
+    faces, or are copies of photos in other listings, and how many files are no usable photo at all
+    (a portal cannot publish those either); how many were looked at for watermarks and faces (the
+    index may have been built without --watermarks or --faces); None where none of its photos was
+    checked."""
     checked = [p["checks"] for p in photos if p.get("checks")]
     if not checked:
         return None
     summary = {"checked": len(checked),
+               "unusable": sum(p.get("status", "ok") != "ok" for p in photos),
                "quality_fail": sum(c["quality"] == "fail" for c in checked),
+               "watermarks_checked": sum(c.get("watermark") is not None for c in checked),
                "with_watermark": sum(c.get("watermark") == "yes" for c in checked),
+               "faces_checked": sum(c.get("faces") is not None for c in checked),
                "with_faces": sum(bool(c["faces"]) for c in checked),
                "duplicates_within": sum(bool(c["duplicates"]) and not c["duplicate_listings"] for c in checked),
                "copied_from_other_listings": sum(bool(c["duplicate_listings"]) for c in checked)}
-    summary["publishable"] = not (summary["quality_fail"] or summary["with_watermark"] or summary["with_faces"]
-                                  or summary["copied_from_other_listings"])
+    summary["publishable"] = not (summary["unusable"] or summary["quality_fail"] or summary["with_watermark"]
+                                  or summary["with_faces"] or summary["copied_from_other_listings"])
     return summary
 
 

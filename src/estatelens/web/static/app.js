@@ -464,6 +464,7 @@ function checksSection(c) {
 function publishBox(c) {
   if (!c) return null;
   const problems = [];
+  if (c.unusable) problems.push(`${c.unusable} file${c.unusable > 1 ? "s" : ""} not a usable photo`);
   if (c.quality_fail) problems.push(`${c.quality_fail} photo${c.quality_fail > 1 ? "s" : ""} fail quality`);
   if (c.with_watermark) problems.push(`${c.with_watermark} carry a watermark`);
   if (c.with_faces) problems.push(`${c.with_faces} show faces`);
